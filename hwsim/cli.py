@@ -1,0 +1,48 @@
+"""The `hwsim` command line. Each subcommand lives in its own module under hwsim/commands/
+and exposes `register(subparsers)`; the module list below is the whole wiring."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from models.errors import ConfigError
+
+# module name under hwsim.commands -> loaded lazily so `hwsim --help` stays fast
+COMMANDS = ["train", "eval", "ber", "energy", "sweep", "pareto", "study", "attack"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hwsim",
+        description="Accuracy under SRAM bit errors vs. weight-memory energy (WCAT co-design).")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            mod = importlib.import_module(f"hwsim.commands.{name}")
+        except ModuleNotFoundError as e:
+            if e.name == f"hwsim.commands.{name}":
+                continue  # subcommand not built yet
+            raise
+        mod.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 1
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as e:
+        print(f"hwsim {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
