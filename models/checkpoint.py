@@ -1,0 +1,63 @@
+"""Checkpoints: weights plus the full model/quantizer/data config, so that evaluation,
+sweeps and attacks need nothing else. Saved atomically, loaded with weights_only=True."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from .errors import ConfigError
+from .networks import create_model
+from .quant import quantize_model
+
+FORMAT = 1
+
+
+def build_model(config: dict) -> nn.Module:
+    """The (untrained) network a config describes: registry network, then its quantizer."""
+    m = config["model"]
+    model = create_model(m["name"], num_classes=m["num_classes"], in_channels=m.get("in_channels"))
+    q = config.get("quantizer")
+    if q:
+        quantize_model(model, q["name"], q["bits"], q.get("bfn_rate", 0.0), **q.get("params", {}))
+    return model
+
+
+def save_atomic(obj, path: str | os.PathLike) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"checkpoint {str(path)!r} does not exist")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for a damaged/foreign file
+        raise ConfigError(f"checkpoint {str(path)!r} could not be read: {e}") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT or "config" not in ckpt:
+        raise ConfigError(f"checkpoint {str(path)!r} is not an hwsim checkpoint (format {FORMAT})")
+    return ckpt
+
+
+def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict]:
+    """(model in eval mode with the trained weights, config dict)."""
+    ckpt = read_checkpoint(path)
+    model = build_model(ckpt["config"])
+    model.load_state_dict(ckpt["model_state"])
+    model.eval()
+    return model, ckpt["config"]
+
+
+def method_name(config: dict) -> str:
+    """Display name of a checkpoint's method, e.g. 'wcat+bfn' or 'float'."""
+    q = config.get("quantizer")
+    if not q:
+        return "float"
+    return q["name"] + ("+bfn" if q.get("bfn_rate", 0) > 0 else "")

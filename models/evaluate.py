@@ -1,0 +1,131 @@
+"""Accuracy, clean and under random bit errors in the stored weight integers.
+
+Evaluation never mutates the trained model: each realization starts from the clean stored
+integers captured once, and the faulty weights are installed as per-layer overrides that are
+removed afterwards.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn as nn
+from scipy import stats
+from tqdm import tqdm
+
+from .errors import ConfigError
+from .faults import flip_positions, sample_flip_count, sample_positions
+from .quant import quant_layers
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    model.eval()
+    return torch.cat([model(x[i:i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, data, batch_size: int = 1000) -> float:
+    x, y = data.tensors() if hasattr(data, "tensors") else data
+    return float((predict(model, x, batch_size) == y).float().mean())
+
+
+class StoredWeights:
+    """The clean stored integers of every quantized layer, flattened into one vector, so a
+    realization draws K ~ Binomial(N*b, p) once for the whole memory."""
+
+    def __init__(self, model: nn.Module):
+        self.layers = [m for _, m in quant_layers(model)]
+        if not self.layers:
+            raise ConfigError("the model has no quantized layers: bit errors need stored "
+                              "integers (train with a quantizer)")
+        bits = {m.quantizer.bits for m in self.layers}
+        if len(bits) != 1:
+            raise ConfigError(f"mixed weight bit widths {sorted(bits)} are not supported")
+        self.bits = bits.pop()
+        ints, self.scales, self.shapes = [], [], []
+        with torch.no_grad():
+            for m in self.layers:
+                i, s = m.quantizer.integers(m.weight)
+                ints.append(i.reshape(-1))
+                self.scales.append(s)
+                self.shapes.append(m.weight.shape)
+        self.sizes = [t.numel() for t in ints]
+        self.ints = torch.cat(ints)
+        self.n_bits = self.ints.numel() * self.bits
+
+    def weights(self, ints: torch.Tensor) -> list[torch.Tensor]:
+        parts = torch.split(ints, self.sizes)
+        return [p.float().reshape(sh) * s for p, sh, s in zip(parts, self.shapes, self.scales)]
+
+    def flipped(self, positions: np.ndarray) -> list[torch.Tensor]:
+        return self.weights(flip_positions(self.ints, self.bits, positions))
+
+    @contextlib.contextmanager
+    def installed(self, weights: list[torch.Tensor]):
+        try:
+            for m, w in zip(self.layers, weights):
+                m.weight_override = w
+            yield
+        finally:
+            for m in self.layers:
+                m.weight_override = None
+
+
+def t_halfwidth(std: float, n: int) -> float:
+    """Half-width of the 95% confidence interval of a mean of n samples with std `std`."""
+    if n < 2:
+        return float("inf")
+    return float(stats.t.ppf(0.975, n - 1) * std / math.sqrt(n))
+
+
+@dataclass
+class BitErrorResult:
+    ber: float
+    clean: float
+    mean: float
+    std: float
+    ci95: float  # half-width
+    realizations: int
+    accuracies: list[float] = field(default_factory=list)
+    flips: list[int] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {k: getattr(self, k) for k in
+                ("ber", "clean", "mean", "std", "ci95", "realizations")}
+
+
+def check_ber(ber: float) -> float:
+    if not (isinstance(ber, (int, float)) and 0 <= ber <= 0.5):
+        raise ConfigError(f"bit error rate {ber!r} must be in [0, 0.5]")
+    return float(ber)
+
+
+@torch.no_grad()
+def evaluate_under_bit_errors(model: nn.Module, data, ber: float, realizations: int = 50,
+                              seed: int = 0, progress: bool = False,
+                              batch_size: int = 1000) -> BitErrorResult:
+    """Plain Monte Carlo: accuracy over `realizations` independent bit-error patterns."""
+    check_ber(ber)
+    if realizations < 1:
+        raise ConfigError(f"realizations={realizations!r}: must be >= 1")
+    x, y = data.tensors() if hasattr(data, "tensors") else data
+    model.eval()
+    clean = float((predict(model, x, batch_size) == y).float().mean())
+    stored = StoredWeights(model)
+    rng = np.random.default_rng(seed)
+    accs, flips = [], []
+    for _ in tqdm(range(realizations), desc=f"BER {ber:.2g}", disable=not progress,
+                  leave=False, file=sys.stderr):
+        k = sample_flip_count(stored.n_bits, ber, rng)
+        with stored.installed(stored.flipped(sample_positions(stored.n_bits, k, rng))):
+            accs.append(float((predict(model, x, batch_size) == y).float().mean()))
+        flips.append(k)
+    a = np.asarray(accs)
+    std = float(a.std(ddof=1)) if len(a) > 1 else 0.0
+    return BitErrorResult(ber, clean, float(a.mean()), std, t_halfwidth(std, len(a)),
+                          len(a), accs, flips)

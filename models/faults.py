@@ -1,0 +1,72 @@
+"""Random bit errors in stored b-bit two's-complement weight integers (paper eq. 8).
+
+Flips are sampled in O(number of flips): K ~ Binomial(n_bits, p), then K distinct bit
+positions uniformly at random. Conditioned on K this is exactly the per-bit Bernoulli(p)
+model, because under i.i.d. Bernoulli flips every set of K positions is equally likely.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def to_unsigned(ints: torch.Tensor, bits: int) -> torch.Tensor:
+    """Signed integers -> their b-bit two's-complement bit patterns (0 .. 2^b-1)."""
+    return torch.remainder(ints.to(torch.int32), 1 << bits)
+
+
+def from_unsigned(u: torch.Tensor, bits: int) -> torch.Tensor:
+    """b-bit patterns -> signed integers (patterns >= 2^(b-1) are negative)."""
+    u = u.to(torch.int32)
+    return torch.where(u >= (1 << (bits - 1)), u - (1 << bits), u)
+
+
+def sample_flip_count(n_bits: int, p: float, rng: np.random.Generator) -> int:
+    return int(rng.binomial(n_bits, p)) if p > 0 else 0
+
+
+def sample_positions(n_bits: int, k: int, rng: np.random.Generator) -> np.ndarray:
+    """k distinct positions in [0, n_bits), uniformly. numpy's choice without replacement
+    uses Floyd-style set sampling when k << n_bits, so this is O(k)."""
+    if k == 0:
+        return np.empty(0, dtype=np.int64)
+    if k >= n_bits:
+        return np.arange(n_bits, dtype=np.int64)
+    return rng.choice(n_bits, size=k, replace=False).astype(np.int64)
+
+
+def flip_positions(ints: torch.Tensor, bits: int, positions: np.ndarray) -> torch.Tensor:
+    """Return a copy of the flat signed-integer tensor `ints` with the given bit positions
+    flipped; position i is bit (i % bits) of integer (i // bits)."""
+    flat = ints.reshape(-1)
+    if len(positions) == 0:
+        return flat.clone().reshape(ints.shape)
+    pos = torch.from_numpy(positions)
+    idx, bit = pos // bits, pos % bits
+    # distinct positions -> distinct (idx, bit) pairs, so summing the bit masks of one
+    # integer equals OR-ing them; XOR with that mask flips each chosen bit once
+    mask = torch.zeros(flat.numel(), dtype=torch.int32)
+    mask.index_put_((idx,), torch.bitwise_left_shift(torch.ones_like(bit, dtype=torch.int32),
+                                                     bit.to(torch.int32)), accumulate=True)
+    u = to_unsigned(flat, bits) ^ mask
+    return from_unsigned(u, bits).to(ints.dtype).reshape(ints.shape)
+
+
+def flip_random_bits(ints: torch.Tensor, bits: int, p: float,
+                     rng: np.random.Generator) -> tuple[torch.Tensor, int]:
+    """Each of the `bits` bits of every integer flips independently with probability p.
+    Returns (flipped copy, number of flips)."""
+    n_bits = ints.numel() * bits
+    k = sample_flip_count(n_bits, p, rng)
+    return flip_positions(ints, bits, sample_positions(n_bits, k, rng)), k
+
+
+def flip_bits_bernoulli_naive(ints: torch.Tensor, bits: int, p: float,
+                              gen: torch.Generator | None = None) -> torch.Tensor:
+    """Reference sampler: one Bernoulli draw per bit (O(number of bits)); for tests/benchmarks."""
+    u = to_unsigned(ints.reshape(-1), bits)
+    mask = torch.zeros_like(u)
+    for j in range(bits):
+        hit = torch.rand(u.shape, generator=gen) < p
+        mask |= hit.to(torch.int32) << j
+    return from_unsigned(u ^ mask, bits).to(ints.dtype).reshape(ints.shape)

@@ -1,0 +1,324 @@
+"""Uniform symmetric signed b-bit weight quantizers (paper eqs. 3-5) and quantized layers.
+
+W_int = round(Q/a * clip(W, -a, a)), W_hat = a/Q * W_int, Q = 2^(b-1)-1, one range a per
+layer. Quantizers are chosen by name from QUANTIZERS; a new one is one decorated class that
+defines `range(w)` and, if its gradients differ from plain STE, `fake_quant(w)`.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .errors import ConfigError
+from .faults import flip_random_bits
+from .registry import Registry
+
+QUANTIZERS: Registry = Registry("quantizer")
+
+
+def qmax(bits: int) -> int:
+    return (1 << (bits - 1)) - 1
+
+
+def round_ste(x: torch.Tensor) -> torch.Tensor:
+    return x + (x.round() - x).detach()
+
+
+def grad_scale(x: torch.Tensor, g: float) -> torch.Tensor:
+    """Value x, gradient g * dL/dx (LSQ's trick)."""
+    return (x - x * g).detach() + x * g
+
+
+class Quantizer(nn.Module):
+    """Base: a per-layer range a and straight-through rounding."""
+
+    def __init__(self, bits: int = 4):
+        super().__init__()
+        if not isinstance(bits, int) or not 2 <= bits <= 8:
+            raise ConfigError(f"bits={bits!r}: weight bits must be an integer from 2 to 8")
+        self.bits = bits
+        self.q = qmax(bits)
+
+    def range(self, w: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def init_from(self, w: torch.Tensor) -> None:
+        """Called once with the layer's weights when the layer is quantized."""
+
+    def fake_quant(self, w: torch.Tensor) -> torch.Tensor:
+        a = self.range(w).clamp_min(1e-12)
+        scale = a / self.q
+        return round_ste(torch.maximum(torch.minimum(w, a), -a) / scale) * scale
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        return self.fake_quant(w)
+
+    @torch.no_grad()
+    def integers(self, w: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """The stored integers (int16, values in [-Q, Q]) and the scale a/Q."""
+        a = float(self.range(w).clamp_min(1e-12))
+        scale = a / self.q
+        ints = torch.round(w.clamp(-a, a) / scale).to(torch.int16)
+        return ints, scale
+
+    def penalty(self) -> torch.Tensor | float:
+        return 0.0
+
+    @classmethod
+    def post_step(cls, layers: list["QuantLayer"]) -> None:
+        """Hook run after every optimizer step with all quantized layers of the model."""
+
+    def extra_repr(self) -> str:
+        return f"bits={self.bits}"
+
+
+@QUANTIZERS.register("normal")
+class MaxAbsQuantizer(Quantizer):
+    """a = max|W_l|, recomputed every step; nothing is clipped."""
+
+    def range(self, w):
+        return w.detach().abs().max()
+
+
+@QUANTIZERS.register("plclip")
+class PLClipQuantizer(Quantizer):
+    """Per-layer clipping (Stutz et al. 2022, as in the paper's App. B.5/D): after every step,
+    layer l is clipped to +/- c * max|W_l| / max_l' max|W_l'| and quantized with that range."""
+
+    def __init__(self, bits: int = 4, c: float = 0.1):
+        super().__init__(bits)
+        if not c > 0:
+            raise ConfigError(f"plclip c={c!r}: must be > 0")
+        self.c = float(c)
+        self.register_buffer("a", torch.tensor(1.0))
+
+    def range(self, w):
+        return self.a
+
+    @classmethod
+    @torch.no_grad()
+    def post_step(cls, layers):
+        layers = [l for l in layers if isinstance(l.quantizer, cls)]
+        if not layers:
+            return
+        maxes = [l.weight.abs().max() for l in layers]
+        top = torch.stack(maxes).max().clamp_min(1e-12)
+        for layer, m in zip(layers, maxes):
+            a = layer.quantizer.c * m / top
+            layer.quantizer.a.copy_(a)
+            layer.weight.clamp_(-a, a)
+
+    def extra_repr(self):
+        return f"bits={self.bits}, c={self.c}"
+
+
+@QUANTIZERS.register("lsq")
+class LSQQuantizer(Quantizer):
+    """Learned step size (Esser et al. 2019): step s, gradient scale 1/sqrt(N*Qp),
+    init 2*mean|W|/sqrt(Qp); its range is s*Qp."""
+
+    def __init__(self, bits: int = 4):
+        super().__init__(bits)
+        self.s = nn.Parameter(torch.tensor(1.0))
+        self.register_buffer("numel", torch.tensor(1))
+
+    def init_from(self, w):
+        with torch.no_grad():
+            self.s.fill_(float(2 * w.abs().mean() / math.sqrt(self.q)))
+            self.numel.fill_(w.numel())
+
+    def range(self, w):
+        return self.s * self.q
+
+    def fake_quant(self, w):
+        s = grad_scale(self.s, 1.0 / math.sqrt(int(self.numel) * self.q)).clamp_min(1e-12)
+        return round_ste(torch.clamp(w / s, -self.q, self.q)) * s
+
+
+class _WcatQuant(torch.autograd.Function):
+    """Forward: eqs. (3)-(4). Backward: weights straight through everywhere (Sec. 3.3);
+    the range gets eq. (5) (-1 below -a, 0 inside, +1 above) summed over the layer and
+    scaled by 1/sqrt(N_l) (Sec. 3.2)."""
+
+    @staticmethod
+    def forward(ctx, w, a, q):
+        a = a.clamp_min(1e-12)
+        ctx.save_for_backward(w, a)
+        scale = a / q
+        return torch.round(torch.maximum(torch.minimum(w, a), -a) / scale) * scale
+
+    @staticmethod
+    def backward(ctx, grad):
+        w, a = ctx.saved_tensors
+        side = (w > a).to(grad.dtype) - (w < -a).to(grad.dtype)
+        grad_a = (grad * side).sum() / math.sqrt(w.numel())
+        return grad, grad_a.reshape(a.shape), None
+
+
+def expected_flip_moments(bits: int, p: float) -> tuple[np.ndarray, np.ndarray]:
+    """For every integer v in [-Q, Q]: E[f(v) - v] and E[(f(v) - v)^2] when each of its b
+    two's-complement bits flips independently with probability p (exact, all 2^b masks)."""
+    q, n = qmax(bits), 1 << bits
+    v = np.arange(-q, q + 1)
+    u = np.mod(v, n)
+    m1, m2 = np.zeros(len(v)), np.zeros(len(v))
+    for mask in range(n):
+        k = bin(mask).count("1")
+        prob = p ** k * (1 - p) ** (bits - k)
+        fu = u ^ mask
+        fv = np.where(fu >= n // 2, fu - n, fu)
+        m1 += prob * (fv - v)
+        m2 += prob * (fv - v) ** 2
+    return m1, m2
+
+
+def expected_mse(w: torch.Tensor, a: float, bits: int, p: float = 0.0) -> float:
+    """E||W - W_hat_tilde||^2 / N for range a under bit error rate p (eq. 10; p=0 is eq. 9)."""
+    q = qmax(bits)
+    scale = a / q
+    x = w.detach().double().reshape(-1)
+    vi = torch.round(x.clamp(-a, a) / scale)
+    d = x - vi * scale
+    if p == 0:
+        return float((d ** 2).mean())
+    m1, m2 = (torch.from_numpy(m) for m in expected_flip_moments(bits, p))
+    idx = (vi + q).long()
+    return float((d ** 2 - 2 * d * scale * m1[idx] + scale ** 2 * m2[idx]).mean())
+
+
+def best_range(w: torch.Tensor, bits: int, p: float = 0.0, grid: int = 200) -> float:
+    """Brute-force search (Sec. 3.5) of a in (0, max|W|] minimizing expected_mse."""
+    top = float(w.detach().abs().max())
+    cands = np.linspace(top / grid, top, grid)
+    errs = [expected_mse(w, a, bits, p) for a in cands]
+    return float(cands[int(np.argmin(errs))])
+
+
+@QUANTIZERS.register("wcat")
+class WCATQuantizer(Quantizer):
+    """Learned per-layer range a_l with STE weights, eq. (5) range gradient scaled by
+    1/sqrt(N_l), and an L2 penalty (lambda/2) a_l^2. init: 'max' | 'mse' | 'ber_mse'."""
+
+    INITS = ("max", "mse", "ber_mse")
+
+    def __init__(self, bits: int = 4, weight_decay_a: float = 0.01, init: str = "max",
+                 init_ber: float = 0.01):
+        super().__init__(bits)
+        if init not in self.INITS:
+            raise ConfigError(f"wcat init={init!r}; valid: {', '.join(self.INITS)}")
+        if weight_decay_a < 0:
+            raise ConfigError(f"wcat weight_decay_a={weight_decay_a!r}: must be >= 0")
+        self.lam, self.init, self.init_ber = float(weight_decay_a), init, float(init_ber)
+        self.a = nn.Parameter(torch.tensor(1.0))
+
+    def init_from(self, w):
+        if self.init == "max":
+            a = float(w.abs().max())
+        else:
+            a = best_range(w, self.bits, self.init_ber if self.init == "ber_mse" else 0.0)
+        with torch.no_grad():
+            self.a.fill_(a)
+
+    def range(self, w):
+        return self.a
+
+    def fake_quant(self, w):
+        return _WcatQuant.apply(w, self.a, self.q)
+
+    def penalty(self):
+        return 0.5 * self.lam * self.a ** 2
+
+    def extra_repr(self):
+        return f"bits={self.bits}, lambda={self.lam}, init={self.init}"
+
+
+def create_quantizer(name: str, bits: int = 4, **params) -> Quantizer:
+    cls = QUANTIZERS.get(name)
+    try:
+        return cls(bits=bits, **params)
+    except TypeError as e:
+        raise ConfigError(f"quantizer {name!r}: bad parameter ({e})") from None
+
+
+class QuantLayer:
+    """Mixin for Conv2d/Linear: weights pass through the quantizer; optional bit-flip
+    noise training (BFN, Sec. 3.4); an override hook used by fault evaluation."""
+
+    quantizer: Quantizer
+    bfn_rate: float
+    weight_override: torch.Tensor | None
+
+    def _setup(self, quantizer: Quantizer, bfn_rate: float):
+        self.quantizer = quantizer
+        self.bfn_rate = float(bfn_rate)
+        self.weight_override = None
+
+    def effective_weight(self) -> torch.Tensor:
+        if self.weight_override is not None:
+            return self.weight_override
+        w_hat = self.quantizer(self.weight)
+        if self.training and self.bfn_rate > 0:
+            # one fresh realization per forward; backward straight through (dW~/dW = 1)
+            ints, scale = self.quantizer.integers(self.weight)
+            seed = int(torch.randint(0, 2 ** 62, (1,)))
+            flipped, _ = flip_random_bits(ints, self.quantizer.bits, self.bfn_rate,
+                                          np.random.default_rng(seed))
+            noise = (flipped - ints).to(w_hat.dtype) * scale
+            w_hat = w_hat + noise.detach()
+        return w_hat
+
+
+class QConv2d(QuantLayer, nn.Conv2d):
+    def forward(self, x):
+        return self._conv_forward(x, self.effective_weight(), self.bias)
+
+
+class QLinear(QuantLayer, nn.Linear):
+    def forward(self, x):
+        return F.linear(x, self.effective_weight(), self.bias)
+
+
+def _make_quant(module: nn.Module, quantizer: Quantizer, bfn_rate: float) -> nn.Module:
+    if isinstance(module, nn.Conv2d):
+        new = QConv2d(module.in_channels, module.out_channels, module.kernel_size,
+                      stride=module.stride, padding=module.padding, dilation=module.dilation,
+                      groups=module.groups, bias=module.bias is not None,
+                      padding_mode=module.padding_mode)
+    else:
+        new = QLinear(module.in_features, module.out_features, bias=module.bias is not None)
+    new.load_state_dict(module.state_dict())
+    new._setup(quantizer, bfn_rate)
+    return new
+
+
+def quantize_model(model: nn.Module, quantizer: str, bits: int = 4, bfn_rate: float = 0.0,
+                   **params) -> nn.Module:
+    """Replace every Conv2d/Linear (in place) by its quantized twin, one range per layer."""
+    if not 0 <= bfn_rate <= 0.5:
+        raise ConfigError(f"bfn_rate={bfn_rate!r}: must be in [0, 0.5]")
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, (nn.Conv2d, nn.Linear)) and not isinstance(child, QuantLayer):
+                q = create_quantizer(quantizer, bits, **params)
+                q.init_from(child.weight.detach())
+                setattr(parent, name, _make_quant(child, q, bfn_rate))
+    post_step(model)
+    return model
+
+
+def quant_layers(model: nn.Module) -> list[tuple[str, QuantLayer]]:
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, QuantLayer)]
+
+
+def post_step(model: nn.Module) -> None:
+    layers = [m for _, m in quant_layers(model)]
+    for cls in {type(l.quantizer) for l in layers}:
+        cls.post_step(layers)
+
+
+def quant_penalty(model: nn.Module) -> torch.Tensor | float:
+    return sum((m.quantizer.penalty() for _, m in quant_layers(model)), 0.0)

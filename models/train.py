@@ -1,0 +1,159 @@
+"""Training (`hwsim train`): SGD + Nesterov, cosine schedule, optional quantizer and
+bit-flip noise, resumable and deterministic for a seed."""
+from __future__ import annotations
+
+import copy
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from .checkpoint import FORMAT, build_model, read_checkpoint, save_atomic
+from .data import load_dataset
+from .errors import ConfigError
+from .evaluate import accuracy
+from .networks import NETWORKS
+from .quant import QUANTIZERS, post_step, quant_penalty
+
+
+@dataclass
+class TrainConfig:
+    model: str = "small_cnn"
+    data: str = "digits"
+    data_root: str | None = None
+    quantizer: str | None = None  # None = float
+    bits: int = 4
+    bfn_rate: float = 0.0
+    quantizer_params: dict = field(default_factory=dict)
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    seed: int = 0
+    init_from: str | None = None  # checkpoint to fine-tune from (e.g. a float baseline)
+
+    def validate(self) -> None:
+        if self.model not in NETWORKS:
+            raise ConfigError(f"model {self.model!r}; valid: {', '.join(NETWORKS.names())}")
+        if self.quantizer is not None and self.quantizer not in QUANTIZERS:
+            raise ConfigError(f"quantizer {self.quantizer!r}; valid: float, "
+                              f"{', '.join(QUANTIZERS.names())}")
+        for name in ("epochs", "batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"{name}={getattr(self, name)!r}: must be >= 1")
+        if not self.lr > 0:
+            raise ConfigError(f"lr={self.lr!r}: must be > 0")
+        if not 0 <= self.bfn_rate <= 0.5:
+            raise ConfigError(f"bfn_rate={self.bfn_rate!r}: must be in [0, 0.5]")
+        if self.bfn_rate > 0 and self.quantizer is None:
+            raise ConfigError("bit-flip noise training needs a quantizer (stored integers)")
+
+    def model_config(self, num_classes: int, in_channels: int) -> dict:
+        q = None
+        if self.quantizer:
+            q = {"name": self.quantizer, "bits": self.bits, "bfn_rate": self.bfn_rate,
+                 "params": dict(self.quantizer_params)}
+        return {"model": {"name": self.model, "num_classes": num_classes,
+                          "in_channels": in_channels},
+                "quantizer": q,
+                "data": {"name": self.data, "root": self.data_root},
+                "train": asdict(self)}
+
+
+def _init_weights(model: nn.Module, path: str, config: dict) -> None:
+    """Fine-tuning: copy network weights (not quantizer state) from another checkpoint,
+    before the quantizer is attached so its ranges start from these weights."""
+    src = read_checkpoint(path)
+    if src["config"]["model"]["name"] != config["model"]["name"]:
+        raise ConfigError(f"--init-from {path!r} holds a {src['config']['model']['name']}, "
+                          f"not a {config['model']['name']}")
+    state = {k: v for k, v in src["model_state"].items() if ".quantizer." not in k}
+    model.load_state_dict(state)
+
+
+def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: bool = True,
+          log=print, data=None) -> dict:
+    """Train and write the checkpoint `out` after every epoch. Returns the final checkpoint."""
+    cfg.validate()
+    out = Path(out)
+    train_data, test_data = data or load_dataset(cfg.data, cfg.data_root)
+    in_ch = train_data.images.shape[1]
+    config = cfg.model_config(train_data.num_classes, in_ch)
+
+    torch.manual_seed(cfg.seed)
+    float_cfg = dict(config, quantizer=None)
+    model = build_model(float_cfg)
+    if cfg.init_from:
+        _init_weights(model, cfg.init_from, config)
+    if config["quantizer"]:
+        q = config["quantizer"]
+        from .quant import quantize_model
+        quantize_model(model, q["name"], q["bits"], q["bfn_rate"], **q["params"])
+
+    qparams = [p for n, p in model.named_parameters() if ".quantizer." in n]
+    others = [p for n, p in model.named_parameters() if ".quantizer." not in n]
+    groups = [{"params": others, "weight_decay": cfg.weight_decay}]
+    if qparams:  # ranges/steps have their own penalty (WCAT) or none (LSQ)
+        groups.append({"params": qparams, "weight_decay": 0.0})
+    opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
+    start, history = 0, []
+
+    if resume and out.exists():
+        ck = read_checkpoint(out)
+        if ck["config"]["train"] != config["train"]:
+            raise ConfigError(f"--resume: {out} was trained with a different configuration; "
+                              f"use another --out or drop --resume")
+        model.load_state_dict(ck["model_state"])
+        start, history = ck["epoch"], ck["history"]
+        if "optimizer_state" in ck and start < cfg.epochs:
+            opt.load_state_dict(ck["optimizer_state"])
+            sched.load_state_dict(ck["scheduler_state"])
+            torch.set_rng_state(ck["rng_state"])
+        if start >= cfg.epochs:
+            log(f"{out}: already trained for {start} epochs; nothing to do")
+            return ck
+
+    ckpt = None
+    for epoch in range(start, cfg.epochs):
+        model.train()
+        gen = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
+        t0, seen, correct, loss_sum = time.time(), 0, 0, 0.0
+        n_batches = -(-len(train_data) // cfg.batch_size)
+        bar = tqdm(train_data.batches(cfg.batch_size, shuffle=True, train=True, generator=gen),
+                   total=n_batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
+                   disable=not progress, file=sys.stderr)
+        for x, y in bar:
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+            total = loss + quant_penalty(model)
+            opt.zero_grad(set_to_none=True)
+            total.backward()
+            opt.step()
+            post_step(model)
+            seen += len(y)
+            correct += int((logits.argmax(1) == y).sum())
+            loss_sum += float(loss.detach()) * len(y)
+            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+        sched.step()
+        test_acc = accuracy(model, test_data)
+        row = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], "train_loss": loss_sum / seen,
+               "train_acc": correct / seen, "test_acc": test_acc, "seconds": time.time() - t0}
+        history.append(row)
+        log(json.dumps(row))
+        done = epoch + 1 == cfg.epochs
+        ckpt = {"format": FORMAT, "config": config, "model_state": model.state_dict(),
+                "epoch": epoch + 1, "history": history}
+        if not done:  # resume state; dropped at the end to keep checkpoints ~1 MB
+            ckpt.update(optimizer_state=opt.state_dict(), scheduler_state=sched.state_dict(),
+                        rng_state=torch.get_rng_state())
+        save_atomic(ckpt, out)
+    return ckpt
