@@ -1,0 +1,195 @@
+"""`hwsim attack`: adversarial bit-flip attacks on a checkpoint's stored weight integers.
+
+  hwsim attack bfa    --checkpoint C [--attack-batch 128] [--seeds 10] [--max-flips 500]
+  hwsim attack tbfa   --checkpoint C --source S --target T | --all-pairs
+  hwsim attack random --checkpoint C          (random-flip baseline, same split and goal)
+"""
+from __future__ import annotations
+
+import math
+
+from models.attacks import bfa_nflip, random_nflip, tbfa, tbfa_all_pairs
+from models.checkpoint import load_checkpoint, method_name
+from models.data import CIFAR10_CLASSES, load_dataset
+from models.errors import ConfigError
+
+from .common import add_threads, apply_threads, print_json
+
+
+def _common(p, max_flips: int = 500) -> None:
+    p.add_argument("--checkpoint", required=True, help="checkpoint (.pt) of a quantized model")
+    p.add_argument("--data-root", help="data folder (default: the checkpoint's data root)")
+    p.add_argument("--attack-batch", type=int, default=128,
+                   help="test images the attacker sees (default 128); accuracy is measured on "
+                        "the rest of the test set")
+    p.add_argument("--seeds", type=int, default=10,
+                   help="attack runs, each with its own attack batch (default 10)")
+    p.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
+    p.add_argument("--max-flips", type=int, default=max_flips,
+                   help=f"flip budget per run (default {max_flips})")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--no-progress", action="store_true")
+    add_threads(p)
+
+
+def _search(p) -> None:
+    p.add_argument("--topk", type=int, default=1,
+                   help="candidate bits per layer evaluated in the in-layer search (default 1)")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("attack", help="adversarial bit-flip attacks (BFA, stealthy T-BFA)",
+                       description="Adversarial bit-flip attacks on the stored weight integers.")
+    asub = p.add_subparsers(dest="attack", metavar="ATTACK")
+
+    b = asub.add_parser("bfa", help="untargeted BFA: flips to random-guess accuracy",
+                        description="Progressive bit search (Rakin et al. 2019) until the "
+                                    "held-out accuracy is below 1.1/classes (11%% for 10).")
+    _common(b)
+    _search(b)
+    b.set_defaults(func=run_bfa)
+
+    t = asub.add_parser("tbfa", help="stealthy targeted BFA: source class -> target class",
+                        description="Stealthy T-BFA (Rakin et al. 2021): inputs of class SOURCE "
+                                    "are classified as TARGET, other classes keep accuracy.")
+    _common(t)
+    _search(t)
+    t.add_argument("--source", help="source class (index, or CIFAR-10 name)")
+    t.add_argument("--target", help="target class (index, or CIFAR-10 name)")
+    t.add_argument("--all-pairs", action="store_true",
+                   help="every ordered source/target pair (paper Fig. 13)")
+    t.add_argument("--target-asr", type=float, default=0.99,
+                   help="stop when the held-out attack success rate reaches this (default 0.99)")
+    t.set_defaults(func=run_tbfa)
+
+    r = asub.add_parser("random", help="baseline: random bit flips to random-guess accuracy")
+    _common(r, max_flips=100000)
+    r.add_argument("--step", type=int, default=10,
+                   help="flips added between accuracy checks (N_flip resolution, default 10)")
+    r.set_defaults(func=run_random)
+    p.set_defaults(func=lambda args: (p.print_help(), 1)[1])
+
+
+def _load(args):
+    apply_threads(args)
+    model, config = load_checkpoint(args.checkpoint)
+    if not config.get("quantizer"):
+        raise ConfigError(f"{args.checkpoint}: a float model has no stored integers to attack; "
+                          f"use a quantized checkpoint")
+    d = config.get("data") or {}
+    _, test = load_dataset(d.get("name", "digits"), args.data_root or d.get("root"))
+    if args.seeds < 1:
+        raise ConfigError(f"--seeds {args.seeds}: must be >= 1")
+    if args.max_flips < 0:
+        raise ConfigError(f"--max-flips {args.max_flips}: must be >= 0")
+    return model, config, test
+
+
+def _class(value, name: str, data_name: str, num_classes: int) -> int:
+    if value is None:
+        raise ConfigError(f"--{name} is required (or use --all-pairs)")
+    if data_name == "cifar10" and value in CIFAR10_CLASSES:
+        return CIFAR10_CLASSES.index(value)
+    try:
+        c = int(value)
+    except ValueError:
+        c = -1
+    if not 0 <= c < num_classes:
+        names = f" or one of {', '.join(CIFAR10_CLASSES)}" if data_name == "cifar10" else ""
+        raise ConfigError(f"--{name} {value!r}: must be a class index 0..{num_classes - 1}{names}")
+    return c
+
+
+def _fmt(v: float, nd: int = 1) -> str:
+    return "nan" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{nd}f}"
+
+
+def _header(args, config) -> str:
+    return f"{args.checkpoint} ({config['model']['name']}, {method_name(config)}, " \
+           f"{config['quantizer']['bits']}-bit)"
+
+
+def run_bfa(args) -> int:
+    model, config, test = _load(args)
+    res = bfa_nflip(model, test, seeds=args.seeds, attack_batch=args.attack_batch,
+                    max_flips=args.max_flips, seed=args.seed, topk=args.topk,
+                    progress=not args.no_progress)
+    res["checkpoint"], res["method"] = args.checkpoint, method_name(config)
+    if args.json:
+        print_json(res)
+        return 0
+    print(f"BFA on {_header(args, config)}")
+    print(f"  N_flip to accuracy < {100 * res['threshold']:.2f}%: "
+          f"{_fmt(res['n_flip_mean'])} +/- {_fmt(res['n_flip_std'])}  over {args.seeds} seeds "
+          f"(runs: {', '.join(map(str, res['n_flips']))})")
+    missed = res["reached"].count(False)
+    if missed:
+        print(f"  {missed} run(s) spent the budget of {args.max_flips} flips without reaching "
+              f"the goal (counted as {args.max_flips})")
+    print(f"  held-out accuracy: {100 * res['clean_accuracy_mean']:.2f}% -> "
+          f"{100 * res['final_accuracy_mean']:.2f}%   "
+          f"iteration: {1000 * res['iteration_seconds']:.1f} ms")
+    total = sum(res["layer_histogram"].values()) or 1
+    print("  attacked layers (all runs):")
+    width = max(len(k) for k in res["layer_histogram"])
+    for k, v in res["layer_histogram"].items():
+        print(f"    {k:<{width}}  {v:5d}  {'#' * round(40 * v / total)}")
+    return 0
+
+
+def run_tbfa(args) -> int:
+    model, config, test = _load(args)
+    data_name = (config.get("data") or {}).get("name", "digits")
+    kw = dict(seeds=args.seeds, attack_batch=args.attack_batch, max_flips=args.max_flips,
+              seed=args.seed, topk=args.topk, target_asr=args.target_asr,
+              progress=not args.no_progress)
+    if args.all_pairs:
+        if args.source is not None or args.target is not None:
+            raise ConfigError("--all-pairs runs every pair; drop --source/--target")
+        res = tbfa_all_pairs(model, test, **kw)
+    else:
+        s = _class(args.source, "source", data_name, test.num_classes)
+        t = _class(args.target, "target", data_name, test.num_classes)
+        res = tbfa(model, test, s, t, **kw)
+    res["checkpoint"], res["method"] = args.checkpoint, method_name(config)
+    if args.json:
+        print_json(res)
+        return 0
+    print(f"stealthy T-BFA on {_header(args, config)}")
+    if args.all_pairs:
+        print(f"  all {len(res['pairs'])} pairs, {args.seeds} seeds each: N_flip "
+              f"{_fmt(res['n_flip_mean'], 2)}, ASR {100 * res['asr_mean']:.1f}%, "
+              f"other-class accuracy {100 * res['other_accuracy_mean']:.1f}%")
+        print("  mean N_flip (rows: source, columns: target):")
+        for c, row in zip(res["classes"], res["n_flip_matrix"]):
+            print(f"    {c:>3} " + " ".join(f"{'-' if v is None else _fmt(v):>6}" for v in row))
+        return 0
+    print(f"  {res['source']} -> {res['target']}, {args.seeds} seeds: N_flip "
+          f"{_fmt(res['n_flip_mean'], 2)} +/- {_fmt(res['n_flip_std'], 2)} "
+          f"(runs: {', '.join(map(str, res['n_flips']))})")
+    print(f"  attack success rate: {100 * res['clean_asr_mean']:.1f}% -> "
+          f"{100 * res['asr_mean']:.1f}%")
+    print(f"  other classes' accuracy: {100 * res['clean_other_accuracy_mean']:.2f}% -> "
+          f"{100 * res['other_accuracy_mean']:.2f}%")
+    missed = res["reached"].count(False)
+    if missed:
+        print(f"  {missed} run(s) did not reach ASR {100 * args.target_asr:.0f}% within "
+              f"{args.max_flips} flips")
+    return 0
+
+
+def run_random(args) -> int:
+    model, config, test = _load(args)
+    if args.step < 1:
+        raise ConfigError(f"--step {args.step}: must be >= 1")
+    res = random_nflip(model, test, seeds=args.seeds, attack_batch=args.attack_batch,
+                       max_flips=args.max_flips, seed=args.seed, step=args.step)
+    res["checkpoint"], res["method"] = args.checkpoint, method_name(config)
+    if args.json:
+        print_json(res)
+        return 0
+    print(f"random bit flips on {_header(args, config)}")
+    print(f"  N_flip to accuracy < {100 * res['threshold']:.2f}%: {_fmt(res['n_flip_mean'])} "
+          f"+/- {_fmt(res['n_flip_std'])} (resolution {args.step}; runs: "
+          f"{', '.join(map(str, res['n_flips']))})")
+    return 0

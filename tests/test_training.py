@@ -1,0 +1,91 @@
+import pytest
+import torch
+
+from models import evaluate_under_bit_errors, load_checkpoint
+from models.errors import ConfigError
+from models.train import TrainConfig, train
+
+
+@pytest.mark.parametrize("quantizer", ["normal", "plclip", "lsq", "wcat"])
+def test_each_quantizer_reaches_90_percent_on_digits(trained, digits, quantizer):
+    model, config = load_checkpoint(trained(quantizer))
+    assert config["quantizer"]["name"] == quantizer and config["quantizer"]["bits"] == 4
+    r = evaluate_under_bit_errors(model, digits[1], 0.0, realizations=2)
+    assert r.clean >= 0.90
+    assert r.mean == r.clean  # p = 0 changes nothing
+
+
+def test_wcat_bfn_beats_normal_at_1e_2(trained, digits):
+    results = {}
+    for q, bfn in (("normal", 0.0), ("wcat", 5e-3)):
+        model, _ = load_checkpoint(trained(q, bfn))
+        results[q] = evaluate_under_bit_errors(model, digits[1], 1e-2, realizations=30, seed=0)
+    assert results["wcat"].mean > results["normal"].mean
+    # and by a margin larger than the noise of the estimate
+    assert results["wcat"].mean - results["normal"].mean > results["normal"].ci95
+
+
+def test_evaluation_never_mutates_the_model(trained, digits):
+    model, _ = load_checkpoint(trained("wcat"))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    evaluate_under_bit_errors(model, digits[1], 0.05, realizations=3)
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert all(getattr(m, "weight_override", None) is None for m in model.modules())
+
+
+def test_same_seed_same_result(trained, digits):
+    model, _ = load_checkpoint(trained("normal"))
+    a = evaluate_under_bit_errors(model, digits[1], 0.02, realizations=5, seed=7)
+    b = evaluate_under_bit_errors(model, digits[1], 0.02, realizations=5, seed=7)
+    assert a.accuracies == b.accuracies and a.flips == b.flips
+
+
+def test_resume_equals_uninterrupted_training(digits, tmp_path):
+    cfg = TrainConfig(quantizer="lsq", bfn_rate=0.01, epochs=3, batch_size=128, lr=0.05, seed=3)
+    full = train(cfg, tmp_path / "full.pt", progress=False, log=lambda s: None, data=digits)
+    # simulate a crash after epoch 2: train a 3-epoch run but stop after 2 by resuming a copy
+    part = TrainConfig(**{**cfg.__dict__})
+    path = tmp_path / "part.pt"
+    import models.train as mt
+    calls = {"n": 0}
+    orig = mt.save_atomic
+
+    def crash_after_two(obj, p):
+        orig(obj, p)
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+
+    mt.save_atomic = crash_after_two
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train(part, path, progress=False, log=lambda s: None, data=digits)
+    finally:
+        mt.save_atomic = orig
+    resumed = train(part, path, resume=True, progress=False, log=lambda s: None, data=digits)
+    assert resumed["epoch"] == 3 and len(resumed["history"]) == 3
+    for k, v in full["model_state"].items():
+        assert torch.allclose(v.float(), resumed["model_state"][k].float(), atol=1e-6), k
+    assert "optimizer_state" not in resumed  # finished checkpoints stay small
+
+
+def test_checkpoint_is_self_describing(trained):
+    ck = torch.load(trained("wcat"), weights_only=True)
+    assert ck["config"]["model"] == {"name": "small_cnn", "num_classes": 10, "in_channels": 1}
+    assert ck["config"]["data"]["name"] == "digits"
+    assert any(k.endswith("quantizer.a") for k in ck["model_state"])
+
+
+def test_finetune_from_float_checkpoint(trained, digits, tmp_path):
+    cfg = TrainConfig(quantizer="wcat", epochs=1, batch_size=64, lr=0.01, seed=0,
+                      init_from=str(trained(None)))
+    ck = train(cfg, tmp_path / "ft.pt", progress=False, log=lambda s: None, data=digits)
+    assert ck["history"][-1]["test_acc"] >= 0.9  # starts from a trained float network
+
+
+def test_bad_training_config_is_clean_error():
+    with pytest.raises(ConfigError, match="valid: .*small_cnn"):
+        TrainConfig(model="resnet99").validate()
+    with pytest.raises(ConfigError, match="needs a quantizer"):
+        TrainConfig(bfn_rate=0.01).validate()
