@@ -52,13 +52,25 @@ def _xy(data) -> tuple[torch.Tensor, torch.Tensor]:
     return data.tensors() if hasattr(data, "tensors") else data
 
 
-def split_attack_batch(n: int, attack_batch: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(attack indices, held-out indices) of a test set of size n, seeded."""
+def split_attack_batch(labels, attack_batch: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(attack indices, held-out indices) of a test set, seeded and stratified by class: every
+    class gives the attack batch its share of the test set (random images of it), so the
+    held-out set keeps the test set's class balance. Without this, on a small test set a
+    network crushed to one constant class can keep that class's over-represented held-out share
+    above the random-guess threshold forever."""
+    labels = np.asarray(labels)
+    n = len(labels)
     if not 1 <= attack_batch < n:
         raise ConfigError(f"attack batch {attack_batch!r}: must be >= 1 and smaller than the "
                           f"test set ({n} images)")
     perm = np.random.default_rng(seed).permutation(n)
-    return np.sort(perm[:attack_batch]), np.sort(perm[attack_batch:])
+    lab = labels[perm]
+    rank = np.zeros(n)
+    for c in np.unique(lab):
+        m = lab == c
+        rank[m] = (np.arange(m.sum()) + 0.5) / m.sum()  # quantile of each image in its class
+    order = perm[np.lexsort((np.arange(n), rank))]  # ties: random (permutation order)
+    return np.sort(order[:attack_batch]), np.sort(order[attack_batch:])
 
 
 def hamming_distance(a: torch.Tensor, b: torch.Tensor, bits: int) -> int:
@@ -257,7 +269,7 @@ def bfa_run(model: nn.Module, test_data, *, attack_batch: int = 128, max_flips: 
     thr = random_guess_threshold(num_classes)
     if max_flips < 0:
         raise ConfigError(f"max flips {max_flips!r}: must be >= 0")
-    a_idx, h_idx = split_attack_batch(len(y), attack_batch, seed)
+    a_idx, h_idx = split_attack_batch(y.numpy(), attack_batch, seed)
     xa, ya = x[torch.as_tensor(a_idx)], y[torch.as_tensor(a_idx)]
     xh, yh = x[torch.as_tensor(h_idx)], y[torch.as_tensor(h_idx)]
     search = BitSearch(model, _ce, topk)
@@ -335,7 +347,7 @@ def random_nflip(model: nn.Module, test_data, *, seeds: int = 10, attack_batch: 
     stored = StoredWeights(model)
     n, reached = [], []
     for s in range(seed, seed + seeds):
-        _, h_idx = split_attack_batch(len(y), attack_batch, s)
+        _, h_idx = split_attack_batch(y.numpy(), attack_batch, s)
         xh, yh = x[torch.as_tensor(h_idx)], y[torch.as_tensor(h_idx)]
         rng = np.random.default_rng(10_000_019 + s)
         total = min(max_flips, stored.n_bits)
@@ -392,7 +404,7 @@ def tbfa_run(model: nn.Module, test_data, source: int, target: int, *, attack_ba
         raise ConfigError(f"source and target class are both {source}")
     if not 0 < target_asr <= 1:
         raise ConfigError(f"target ASR {target_asr!r}: must be in (0, 1]")
-    a_idx, h_idx = split_attack_batch(len(y), attack_batch, seed)
+    a_idx, h_idx = split_attack_batch(y.numpy(), attack_batch, seed)
     xa, ya = x[torch.as_tensor(a_idx)], y[torch.as_tensor(a_idx)]
     xh, yh = x[torch.as_tensor(h_idx)], y[torch.as_tensor(h_idx)]
     if not (ya == source).any():
