@@ -96,11 +96,41 @@ def arch_sha256(arch_file) -> str:
     return hashlib.sha256(_read_bytes(arch_file)).hexdigest()
 
 
-def _load_yaml(arch_file) -> dict:
-    """Load the arch YAML with AccelForge's loader (handles !Memory tags, jinja, includes)."""
+def _load_yaml_plain(text: str):
+    """Fast path (no AccelForge import): plain YAML with `!Tag` nodes read as mappings.
+    Returns None when the file needs AccelForge's loader (jinja, includes)."""
+    import yaml
+
+    if "{{" in text or "{%" in text or "<<" in text or "!include" in text.lower():
+        return None
+
+    class _Loader(yaml.SafeLoader):
+        pass
+
+    def _tagged(loader, suffix, node):
+        if isinstance(node, yaml.MappingNode):
+            return loader.construct_mapping(node, deep=True)
+        if isinstance(node, yaml.SequenceNode):
+            return loader.construct_sequence(node, deep=True)
+        return loader.construct_scalar(node)
+
+    _Loader.add_multi_constructor("!", _tagged)
+    try:
+        return yaml.load(text, Loader=_Loader)
+    except yaml.YAMLError:
+        return None  # let AccelForge's loader produce the error message
+
+
+def _load_yaml(arch_file, accelforge_loader: bool = True) -> dict:
+    """Load the arch YAML with AccelForge's loader (handles !Memory tags, jinja, includes).
+    With accelforge_loader=False a plain-YAML fast path is tried first (cache hits)."""
+    raw = _read_bytes(arch_file)
+    if not accelforge_loader:
+        d = _load_yaml_plain(raw.decode("utf-8", errors="replace"))
+        if isinstance(d, dict) and "arch" in d:
+            return d
     from accelforge.util import _yaml
 
-    _read_bytes(arch_file)
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             d = _yaml.load_yaml(str(arch_file))
@@ -131,9 +161,12 @@ def _component_names(arch_dict) -> list[str]:
     return names
 
 
-def load_arch(arch_file) -> tuple[dict, ArchInfo]:
-    """Return (accelforge spec dict without `hwsim:`, hwsim metadata)."""
-    d = _load_yaml(arch_file)
+def load_arch(arch_file, accelforge_loader: bool = True) -> tuple[dict, ArchInfo]:
+    """Return (accelforge spec dict without `hwsim:`, hwsim metadata).
+
+    accelforge_loader=False only needs the metadata (e.g. to read the cache) and may
+    return a plain dict instead of AccelForge's parsed spec dict."""
+    d = _load_yaml(arch_file, accelforge_loader)
     meta = d.pop("hwsim", None) or {}
     where = f"arch file {str(arch_file)!r}"
     if not isinstance(meta, dict):
@@ -248,11 +281,26 @@ def _format_af_error(arch_file, e: BaseException) -> str:
         parts = []
         for err in e.errors()[:3]:
             loc = ".".join(str(x) for x in err.get("loc", ()))
-            parts.append(f"field {loc}: {err.get('msg')}" + (
+            m = " ".join(str(err.get("msg", "")).split())
+            m = m.replace("Supported fields are: ", "supported fields: ").replace(
+                "Value error, ", "")
+            if len(m) > 400:
+                m = m[:400] + " ..."
+            parts.append(f"field {loc}: {m}" + (
                 f" (got {err['input']!r})" if "input" in err and not isinstance(
                     err["input"], (dict, list)) else ""))
         return f"{where}: invalid spec: " + "; ".join(parts)
     msg = str(e).strip()
+    from accelforge.util.exceptions import EvaluationError
+    if isinstance(e, EvaluationError):
+        fields = ".".join(str(f) for f in e._fields[::-1])
+        detail = str(e.message or "").split("Stack trace")[0]
+        detail = " ".join(detail.split())
+        if len(detail) > 400:
+            detail = detail[:400] + " ..."
+        if fields.startswith("nodes."):
+            fields = "arch." + fields
+        return f"{where}: field {fields}: {detail}"
     lines = [ln for ln in msg.splitlines() if ln.strip()]
     short = " ".join(lines[:4])
     if len(short) > 600:

@@ -1,0 +1,159 @@
+"""`hwsim energy`: energy per image of a network on an AccelForge architecture.
+
+    hwsim energy --arch arch/eyeriss_sram.yaml --model resnet20 [--weight-bits 4]
+                 [--voltage 0.6 [--ber-model FILE]] [--json]
+    hwsim energy --fill-cache [--arch arch/eyeriss_sram.yaml]   # regenerate arch/cache
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from models.errors import ConfigError
+
+from .common import print_json
+
+DEFAULT_ARCH = "arch/eyeriss_sram.yaml"
+# networks x weight bits whose energies are committed in arch/cache (see arch/README.md)
+SHIPPED_NETWORKS = ["small_cnn", "mlp", "resnet20", "resnet32", "resnet44", "resnet56"]
+SHIPPED_BITS = [4, 8]
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "energy", help="energy per image of a network on an AccelForge architecture",
+        description="Maps every distinct conv/linear layer shape onto the architecture with "
+                    "AccelForge (minimum energy, batch 1; results cached in arch/cache or "
+                    "~/.cache/hwsim/energy) and prints per-layer and total energy and the "
+                    "weight-memory share. With --voltage, the weight memory is scaled as "
+                    "(V/V_nominal)^2 and the bit error rate at V is shown.")
+    p.add_argument("--arch", default=DEFAULT_ARCH,
+                   help=f"architecture YAML with an hwsim: section (default {DEFAULT_ARCH})")
+    p.add_argument("--model", help="registered network name (e.g. resnet20) or checkpoint path")
+    p.add_argument("--weight-bits", type=int, default=None,
+                   help="bits per stored weight (default: the checkpoint's quantizer bits, "
+                        "else 8)")
+    p.add_argument("--act-bits", type=int, default=8, help="bits per activation (default 8)")
+    p.add_argument("--voltage", type=float, default=None,
+                   help="weight-memory supply voltage in V (nominal: the arch's v_nominal)")
+    p.add_argument("--ber-model", metavar="FILE",
+                   help="BER model YAML from `hwsim ber fit` (default: paper eq. 11)")
+    p.add_argument("--fill-cache", action="store_true",
+                   help="map the shipped networks (" + ", ".join(SHIPPED_NETWORKS) +
+                        ") at 4 and 8 weight bits onto --arch, filling its cache")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run)
+
+
+def resolve_model(spec: str, weight_bits: int | None):
+    """(display name, model, (C, H, W), weight bits) for a registry name or checkpoint."""
+    import models
+
+    if Path(spec).is_file() or spec.endswith((".pt", ".pth")):
+        model, config = models.load_checkpoint(spec)
+        q = config.get("quantizer") or {}
+        bits = weight_bits if weight_bits is not None else int(q.get("bits") or 8)
+        shape = list(models.input_shape(model))
+        in_ch = (config.get("model") or {}).get("in_channels")
+        if in_ch:
+            shape[0] = int(in_ch)
+        return Path(spec).name, model, tuple(shape), bits
+    if spec not in models.NETWORKS:
+        raise ConfigError(f"--model {spec!r}: not a checkpoint file and not a registered "
+                          f"network; valid names: {', '.join(models.NETWORKS.names())}")
+    model = models.create_model(spec, num_classes=10)
+    return spec, model, tuple(models.input_shape(spec)), (weight_bits if weight_bits is not None
+                                                          else 8)
+
+
+def compute(arch: str, model_spec: str, weight_bits: int | None, act_bits: int,
+            progress: bool = True):
+    from hwsim.energy import network_energy
+    from hwsim.workload import extract_layers
+
+    if weight_bits is not None and not 1 <= weight_bits <= 32:
+        raise ConfigError(f"--weight-bits {weight_bits}: must be in 1..32")
+    if not 1 <= act_bits <= 32:
+        raise ConfigError(f"--act-bits {act_bits}: must be in 1..32")
+    name, model, shape, bits = resolve_model(model_spec, weight_bits)
+    layers = extract_layers(model, shape, weight_bits=bits, act_bits=act_bits)
+    return name, bits, network_energy(arch, layers, progress=progress)
+
+
+def fill_cache(arch: str, progress: bool = True) -> list[dict]:
+    rows = []
+    for net in SHIPPED_NETWORKS:
+        for bits in SHIPPED_BITS:
+            _, _, ne = compute(arch, net, bits, 8, progress)
+            rows.append({"model": net, "weight_bits": bits, "total_uJ": ne.total_uJ,
+                         "weight_memory_uJ": ne.weight_memory_uJ,
+                         "weight_share": ne.weight_share})
+    return rows
+
+
+def run(args) -> int:
+    progress = not (args.json or args.no_progress) and sys.stderr.isatty()
+    if args.fill_cache:
+        rows = fill_cache(args.arch, progress)
+        if args.json:
+            print_json(rows)
+        else:
+            print(f"cache filled for {args.arch}")
+            for r in rows:
+                print(f"  {r['model']:<10} {r['weight_bits']}-bit  {r['total_uJ']:9.3f} uJ  "
+                      f"weight memory {r['weight_memory_uJ']:8.3f} uJ "
+                      f"({r['weight_share'] * 100:.1f}%)")
+        return 0
+    if not args.model:
+        raise ConfigError("--model is required (a network name such as resnet20, or a "
+                          "checkpoint path); or use --fill-cache")
+    if args.voltage is not None:
+        from hwsim.energy import _check_voltage
+        _check_voltage(args.voltage, "--voltage")
+
+    name, bits, ne = compute(args.arch, args.model, args.weight_bits, args.act_bits, progress)
+    out = ne.to_dict()
+    out.update(model=name, weight_bits=bits, act_bits=args.act_bits)
+    if args.voltage is not None:
+        from hwsim.ber import BerModel
+        from hwsim.energy import scaled_energy, scaled_weight_memory
+
+        ber_model = BerModel.load(args.ber_model)
+        out["scaled"] = {
+            "voltage": args.voltage, "v_nominal": ne.v_nominal,
+            "total_uJ": scaled_energy(ne, args.voltage),
+            "weight_memory_uJ": scaled_weight_memory(ne, args.voltage),
+            "rest_uJ": ne.rest_uJ,
+            "ber": ber_model.ber(args.voltage), "ber_model": ber_model.source,
+        }
+    if args.json:
+        print_json(out)
+        return 0
+
+    comps = list(ne.components_uJ)
+    wm = set(ne.weight_memory)
+    print(f"{name}: {bits}-bit weights, {args.act_bits}-bit activations on {args.arch} "
+          f"(energy per image, uJ; weight memory = {', '.join(ne.weight_memory)})")
+    head = f"{'layer':<22} {'MACs':>10} " + " ".join(f"{c[:12]:>12}" for c in comps) + \
+           f" {'total':>10}"
+    print(head)
+    print("-" * len(head))
+    for layer in ne.layers:
+        print(f"{layer.name[:22]:<22} {layer.macs:>10,} " +
+              " ".join(f"{layer.components_uJ.get(c, 0.0):>12.4f}" for c in comps) +
+              f" {layer.total_uJ:>10.4f}")
+    print("-" * len(head))
+    tot = ne.components_uJ
+    print(f"{'total':<22} {ne.macs:>10,} " + " ".join(f"{tot[c]:>12.4f}" for c in comps) +
+          f" {ne.total_uJ:>10.4f}")
+    print(f"total energy        {ne.total_uJ:.3f} uJ/image "
+          f"({ne.total_uJ * 1e6 / ne.macs:.3f} pJ/MAC)")
+    print(f"weight memory       {ne.weight_memory_uJ:.3f} uJ ({ne.weight_share * 100:.1f}% "
+          f"of total) at {ne.v_nominal:g} V  [{', '.join(c for c in comps if c in wm)}]")
+    if "scaled" in out:
+        s = out["scaled"]
+        print(f"at {s['voltage']:g} V       weight memory {s['weight_memory_uJ']:.3f} uJ, "
+              f"total {s['total_uJ']:.3f} uJ ({(1 - s['total_uJ'] / ne.total_uJ) * 100:.1f}% "
+              f"saving), BER {s['ber']:.3g}")
+    return 0
