@@ -1,0 +1,57 @@
+"""`hwsim pareto`: Pareto frontier and the HTML report from sweep CSVs."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from hwsim.report import write_report
+from hwsim.sweep import COLUMNS, energy_sidecar, read_rows
+from models.errors import ConfigError
+
+
+def register(sub) -> None:
+    p = sub.add_parser("pareto", help="Pareto frontier + self-contained HTML report",
+                       description="Reads sweep CSVs, writes the report (plotly embedded) and "
+                                   "the frontier as CSV.")
+    p.add_argument("csv", nargs="+", help="results CSVs from `hwsim sweep`")
+    p.add_argument("--out", default="report.html")
+    p.add_argument("--frontier", help="frontier CSV (default: next to --out)")
+    p.add_argument("--title", default="hwsim report")
+    p.set_defaults(func=run)
+
+
+def load_results(paths: list[str]) -> tuple[pd.DataFrame, dict]:
+    frames, layers = [], {}
+    for path in paths:
+        if not Path(path).is_file():
+            raise ConfigError(f"{path!r} does not exist")
+        df = read_rows(Path(path))
+        missing = [c for c in ("label", "voltage", "acc_mean", "energy_uJ") if c not in df]
+        if missing:
+            raise ConfigError(f"{path}: not a sweep CSV (missing columns {missing}; "
+                              f"expected {', '.join(COLUMNS)})")
+        frames.append(df)
+        side = energy_sidecar(path)
+        if side.exists():
+            for k, v in json.loads(side.read_text()).items():
+                layers.setdefault(k, v["layers"])
+    df = pd.concat(frames, ignore_index=True)
+    if df.empty:
+        raise ConfigError("no points in the given CSVs")
+    return df, layers
+
+
+def run(args) -> int:
+    df, layers = load_results(args.csv)
+    first = dict(list(layers.items())[:1])
+    front = write_report(df, args.out, title=args.title, energy_layers=first)
+    fpath = Path(args.frontier or Path(args.out).with_name(Path(args.out).stem + "_frontier.csv"))
+    tmp = fpath.with_name(fpath.name + ".tmp")
+    front.to_csv(tmp, index=False)
+    os.replace(tmp, fpath)
+    print(f"{len(df)} points, {len(front)} on the frontier")
+    print(f"report: {args.out}\nfrontier: {fpath}")
+    return 0

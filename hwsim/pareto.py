@@ -1,0 +1,49 @@
+"""Pareto frontier over (model, voltage) points: maximise accuracy, minimise energy."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def pareto_mask(acc, energy) -> np.ndarray:
+    """True where no other point is at least as accurate and at most as costly while strictly
+    better in one of the two. Identical points do not dominate each other (both are kept)."""
+    acc, energy = np.asarray(acc, float), np.asarray(energy, float)
+    order = np.lexsort((-acc, energy))  # by energy, then best accuracy first
+    keep = np.zeros(len(acc), bool)
+    best = -np.inf  # best accuracy among strictly cheaper points
+    i = 0
+    while i < len(order):
+        j = i  # group of equal energy
+        while j < len(order) and energy[order[j]] == energy[order[i]]:
+            j += 1
+        group = order[i:j]
+        top = acc[group].max()
+        for k in group:
+            keep[k] = acc[k] == top and acc[k] > best
+        best = max(best, top)
+        i = j
+    return keep
+
+
+def frontier(df: pd.DataFrame, acc: str = "acc_mean", energy: str = "energy_uJ") -> pd.DataFrame:
+    return df[pareto_mask(df[acc], df[energy])].sort_values(energy).reset_index(drop=True)
+
+
+def lowest_energy_within(df: pd.DataFrame, points: float = 1.0) -> pd.DataFrame:
+    """Per method (label): clean accuracy, the lowest-energy voltage whose mean accuracy stays
+    within `points` percentage points of that method's clean accuracy, and its energy and
+    saving against the highest (nominal) voltage swept."""
+    out = []
+    for label, g in df.groupby("label", sort=False):
+        clean = float(g["acc_clean"].iloc[0])
+        nominal = g.loc[g["voltage"].idxmax()]
+        ok = g[g["acc_mean"] >= clean - points / 100.0]
+        best = ok.loc[ok["energy_uJ"].idxmin()] if len(ok) else nominal
+        out.append({"method": label, "clean_acc_%": 100 * clean,
+                    "v_min_V": float(best["voltage"]), "ber_at_v_min": float(best["ber"]),
+                    "acc_at_v_min_%": 100 * float(best["acc_mean"]),
+                    "energy_at_v_min_uJ": float(best["energy_uJ"]),
+                    "energy_at_vmax_uJ": float(nominal["energy_uJ"]),
+                    "saving_%": 100 * (1 - float(best["energy_uJ"]) / float(nominal["energy_uJ"]))})
+    return pd.DataFrame(out)

@@ -1,0 +1,110 @@
+"""One self-contained HTML report (plotly.js embedded, opens offline)."""
+from __future__ import annotations
+
+import html
+import os
+from pathlib import Path
+
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.colors import qualitative
+
+from .pareto import frontier, lowest_energy_within
+
+PALETTE = qualitative.D3 + qualitative.Set2
+
+
+def _colors(labels) -> dict:
+    return {lab: PALETTE[i % len(PALETTE)] for i, lab in enumerate(labels)}
+
+
+def _rgba(hex_color: str, alpha: float) -> str:
+    h = hex_color.lstrip("#")
+    r, g, b = (int(h[i:i + 2], 16) for i in (0, 2, 4))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+def fig_pareto(df: pd.DataFrame, front: pd.DataFrame, colors: dict) -> go.Figure:
+    fig = go.Figure()
+    for lab, g in df.groupby("label", sort=False):
+        fig.add_trace(go.Scatter(x=g["energy_uJ"], y=100 * g["acc_mean"], mode="markers",
+                                 name=f"{lab}", legendgroup=lab, opacity=0.25,
+                                 marker=dict(color=colors[lab], size=6),
+                                 text=[f"{lab} @ {v:.2f} V" for v in g["voltage"]],
+                                 hovertemplate="%{text}<br>%{x:.3g} uJ, %{y:.2f}%<extra></extra>"))
+    fig.add_trace(go.Scatter(x=front["energy_uJ"], y=100 * front["acc_mean"], mode="lines",
+                             line=dict(color="black", width=1, dash="dot"), name="frontier",
+                             hoverinfo="skip"))
+    for lab, g in front.groupby("label", sort=False):
+        fig.add_trace(go.Scatter(x=g["energy_uJ"], y=100 * g["acc_mean"], mode="markers",
+                                 name=f"{lab} (frontier)", legendgroup=lab,
+                                 marker=dict(color=colors[lab], size=10,
+                                             line=dict(color="black", width=1)),
+                                 text=[f"{lab} @ {v:.2f} V" for v in g["voltage"]],
+                                 hovertemplate="%{text}<br>%{x:.3g} uJ, %{y:.2f}%<extra></extra>"))
+    fig.update_layout(title="Accuracy vs energy per inference (Pareto frontier highlighted)",
+                      xaxis_title="energy per inference (uJ)", yaxis_title="accuracy (%)")
+    return fig
+
+
+def fig_vs(df: pd.DataFrame, colors: dict, x: str, title: str, log_x: bool) -> go.Figure:
+    fig = go.Figure()
+    for lab, g in df.groupby("label", sort=False):
+        g = g[g[x] > 0] if log_x else g
+        g = g.sort_values(x)
+        lo, hi = 100 * (g["acc_mean"] - g["acc_ci95"]), 100 * (g["acc_mean"] + g["acc_ci95"])
+        fig.add_trace(go.Scatter(x=pd.concat([g[x], g[x][::-1]]), y=pd.concat([hi, lo[::-1]]),
+                                 fill="toself", fillcolor=_rgba(colors[lab], 0.15),
+                                 line=dict(width=0), hoverinfo="skip", showlegend=False,
+                                 legendgroup=lab))
+        fig.add_trace(go.Scatter(x=g[x], y=100 * g["acc_mean"], mode="lines+markers", name=lab,
+                                 legendgroup=lab, line=dict(color=colors[lab]),
+                                 marker=dict(size=4)))
+    fig.update_layout(title=title, yaxis_title="accuracy (%), mean with 95% CI band",
+                      xaxis_title={"ber": "bit error rate", "voltage": "weight-memory voltage (V)"}[x])
+    if log_x:
+        fig.update_xaxes(type="log")
+    return fig
+
+
+def fig_layers(energy_layers: list[dict], title: str) -> go.Figure:
+    names = [l["name"] for l in energy_layers]
+    fig = go.Figure([
+        go.Bar(x=names, y=[l["weight_memory_uJ"] for l in energy_layers],
+               name="weight memory (voltage-scaled)"),
+        go.Bar(x=names, y=[l["total_uJ"] - l["weight_memory_uJ"] for l in energy_layers],
+               name="rest (nominal voltage)")])
+    fig.update_layout(barmode="stack", title=title, yaxis_title="energy per inference (uJ)",
+                      xaxis_title="layer")
+    return fig
+
+
+def write_report(df: pd.DataFrame, out: str | Path, *, title: str = "hwsim report",
+                 energy_layers: dict[str, list[dict]] | None = None,
+                 notes: str = "") -> pd.DataFrame:
+    """Write the HTML report; returns the frontier."""
+    out = Path(out)
+    front = frontier(df)
+    colors = _colors(list(dict.fromkeys(df["label"])))
+    figs = [fig_pareto(df, front, colors),
+            fig_vs(df, colors, "ber", "Accuracy vs bit error rate", log_x=True),
+            fig_vs(df, colors, "voltage", "Accuracy vs weight-memory supply voltage", False)]
+    for name, layers in (energy_layers or {}).items():
+        figs.append(fig_layers(layers, f"Energy per layer at nominal voltage: {name}"))
+    table = lowest_energy_within(df)
+    parts = [f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(notes)}</p>" if notes else "",
+             "<h2>Lowest-energy voltage within 1 point of clean accuracy</h2>",
+             table.to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0)]
+    for i, fig in enumerate(figs):
+        fig.update_layout(template="plotly_white", height=520)
+        parts.append(fig.to_html(full_html=False, include_plotlyjs=(i == 0),
+                                 div_id=f"fig{i}"))
+    page = ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>"
+            f"{html.escape(title)}</title><style>body{{font-family:sans-serif;margin:2em}}"
+            "table{border-collapse:collapse}td,th{padding:2px 8px;text-align:right}"
+            "</style></head><body>" + "\n".join(parts) + "</body></html>")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(page, encoding="utf-8")
+    os.replace(tmp, out)
+    return front

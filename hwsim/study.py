@@ -1,0 +1,194 @@
+"""`hwsim study FILE.yaml`: train what is missing, sweep, attack (optional), report.
+
+Everything lands in studies/results/NAME/: checkpoints/, results.csv (+ results.energy.json),
+frontier.csv, report.html, attacks.json, summary.md. Every step skips work already done, so a
+re-run of a finished study only prints its table.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import shlex
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from models.checkpoint import read_checkpoint
+from models.data import load_dataset
+from models.train import TrainConfig, train
+
+from .ber import BerModel
+from .pareto import lowest_energy_within
+from .report import write_report
+from .study_spec import Method, Study
+from .sweep import energy_sidecar, read_rows, sweep, voltage_grid
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name.replace("+", "_"))
+
+
+def checkpoint_path(study: Study, m: Method) -> Path:
+    return Path(m.checkpoint) if m.checkpoint else study.out_dir / "checkpoints" / f"{_slug(m.name)}.pt"
+
+
+def train_config(study: Study, m: Method) -> TrainConfig:
+    t = study.training
+    return TrainConfig(model=study.network, data=study.data, data_root=study.data_root,
+                       quantizer=m.quantizer, bits=m.bits,
+                       bfn_rate=t.bfn_rate if m.bfn else 0.0, quantizer_params=dict(m.params),
+                       epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, momentum=t.momentum,
+                       weight_decay=t.weight_decay, seed=study.seed, init_from=t.init_from)
+
+
+def _trained(path: Path, epochs: int) -> bool:
+    return path.exists() and read_checkpoint(path)["epoch"] >= epochs
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _versions() -> str:
+    from importlib.metadata import version
+    pk = ["torch", "accelforge", "numpy", "hwsim"]
+    return ", ".join(f"{p} {version(p)}" for p in pk) + f", Python {platform.python_version()}"
+
+
+def summary_table(df: pd.DataFrame, attacks: dict | None) -> pd.DataFrame:
+    t = lowest_energy_within(df, points=1.0)
+    if attacks:
+        t["bfa_n_flip"] = [f"{attacks[m]['n_flip_mean']:.1f} +/- {attacks[m]['n_flip_std']:.1f}"
+                           if m in attacks else "" for m in t["method"]]
+    return t
+
+
+def format_table(t: pd.DataFrame) -> str:
+    cols = {"method": "method", "clean_acc_%": "clean acc %", "v_min_V": "V_min (V)",
+            "ber_at_v_min": "BER at V_min", "acc_at_v_min_%": "acc at V_min %",
+            "energy_at_v_min_uJ": "E at V_min (uJ)", "energy_at_vmax_uJ": "E at Vmax (uJ)",
+            "saving_%": "saving %", "bfa_n_flip": "BFA N_flip"}
+    t = t[[c for c in cols if c in t]].rename(columns=cols)
+    fmt = {"clean acc %": "{:.2f}", "V_min (V)": "{:.2f}", "BER at V_min": "{:.2g}",
+           "acc at V_min %": "{:.2f}", "E at V_min (uJ)": "{:.4g}", "E at Vmax (uJ)": "{:.4g}",
+           "saving %": "{:.1f}"}
+    rows = [[fmt.get(c, "{}").format(v) for c, v in r.items()] for _, r in t.iterrows()]
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(t.columns)]
+    line = lambda cells: "| " + " | ".join(c.rjust(w) for c, w in zip(cells, widths)) + " |"
+    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([line(list(t.columns)), sep] + [line(r) for r in rows])
+
+
+def run_study(study: Study, progress: bool = True, log=print) -> pd.DataFrame:
+    out = study.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    results = out / "results.csv"
+    data = None
+
+    def get_data():
+        nonlocal data
+        if data is None:
+            data = load_dataset(study.data, study.data_root)
+        return data
+
+    # 1. train what is missing (resumes a half-trained checkpoint)
+    for m in study.methods:
+        path = checkpoint_path(study, m)
+        if m.checkpoint:
+            read_checkpoint(path)  # must exist and be valid
+            continue
+        cfg = train_config(study, m)
+        if _trained(path, cfg.epochs):
+            continue
+        log(f"== training {m.name} -> {path}")
+        if study.training.threads:
+            import torch
+            torch.set_num_threads(study.training.threads)
+        log_file = Path(str(path) + ".log")
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+
+        def epoch_log(line, _f=log_file):
+            with open(_f, "a") as f:
+                f.write(line + "\n")
+        train(cfg, path, resume=True, progress=progress, log=epoch_log, data=get_data())
+
+    # 2. sweep every method (skips points already in results.csv)
+    grid = voltage_grid(study.voltages.min, study.voltages.max, study.voltages.step)
+    ber_model = BerModel.load(study.ber_model)
+    for m in study.methods:
+        sweep(str(checkpoint_path(study, m)), study.arch, grid, results, act_bits=study.act_bits,
+              ber_model=ber_model, realizations=study.monte_carlo.realizations,
+              ci_target=study.monte_carlo.ci_target, seed=study.seed, resume=True,
+              label=m.name, data=get_data()[1], progress=progress)
+
+    # 3. adversarial bit flips (optional)
+    attacks = None
+    if study.attacks.bfa_seeds > 0:
+        attacks = _run_attacks(study, out / "attacks.json", get_data, progress, log)
+
+    # 4. frontier, report, summary: only when results changed since they were written
+    df = read_rows(results)
+    df = df[df["label"].isin([m.name for m in study.methods])]
+    table = summary_table(df, attacks)
+    outputs = [out / n for n in ("frontier.csv", "report.html", "summary.md")]
+    newest_input = max(p.stat().st_mtime for p in [results, study.file] +
+                       ([out / "attacks.json"] if attacks else []))
+    if not all(p.exists() and p.stat().st_mtime >= newest_input for p in outputs):
+        energy = json.loads(energy_sidecar(results).read_text())
+        layers = {k: v["layers"] for k, v in list(energy.items())[:1]}  # same net: one plot
+        dataset = "CIFAR-10 (JPEG q75 copy)" if study.data == "cifar10" and \
+            "jpeg" in str(study.data_root).lower() else study.data
+        notes = (f"{study.network} on {dataset}, arch {study.arch}, BER model: "
+                 f"{ber_model.source}; accuracy = mean over bit-error realizations with 95% CI.")
+        front = write_report(df, out / "report.html", title=f"hwsim study: {study.name}",
+                             energy_layers=layers, notes=notes)
+        front.to_csv(out / "frontier.csv.tmp", index=False)
+        os.replace(out / "frontier.csv.tmp", out / "frontier.csv")
+        _atomic_text(out / "summary.md", _summary_md(study, table, dataset))
+    return table
+
+
+def _summary_md(study: Study, table: pd.DataFrame, dataset: str) -> str:
+    cmd = "hwsim study " + shlex.quote(str(study.file))
+    return f"""# Study `{study.name}`
+
+- Command: `{cmd}` (seed {study.seed})
+- Data: {dataset}; network: {study.network}; arch: `{study.arch}`
+- Voltages: {study.voltages.min}-{study.voltages.max} V, step {study.voltages.step};
+  Monte Carlo: up to {study.monte_carlo.realizations} realizations per point,
+  stop at 95% CI half-width {study.monte_carlo.ci_target}
+- Versions: {_versions()}
+
+Per method: clean accuracy and the lowest-energy weight-memory voltage whose mean accuracy
+stays within 1 point of it; energy per inference there, and saving against {study.voltages.max} V.
+
+{format_table(table)}
+
+Files: results.csv (every point), frontier.csv (Pareto set), report.html (figures),
+checkpoints/ (with their training logs).
+"""
+
+
+def _run_attacks(study: Study, path: Path, get_data, progress, log) -> dict:
+    from models.attacks import bfa_nflip
+    from models.checkpoint import load_checkpoint
+    done = json.loads(path.read_text()) if path.exists() else {}
+    a = study.attacks
+    for m in study.methods:
+        key = m.name
+        settings = {"seeds": a.bfa_seeds, "attack_batch": a.attack_batch,
+                    "max_flips": a.max_flips, "seed": study.seed}
+        if key in done and done[key].get("settings") == settings:
+            continue
+        log(f"== BFA on {m.name} ({a.bfa_seeds} seeds)")
+        model, _ = load_checkpoint(checkpoint_path(study, m))
+        r = bfa_nflip(model, get_data()[1], seeds=a.bfa_seeds, attack_batch=a.attack_batch,
+                      max_flips=a.max_flips, seed=study.seed, progress=progress)
+        done[key] = dict(r, settings=settings)
+        _atomic_text(path, json.dumps(done, indent=1))
+    return done

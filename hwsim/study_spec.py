@@ -1,0 +1,200 @@
+"""Study files: declarative YAML mapped 1:1 onto typed dataclasses. Every error names the
+file, the key path (e.g. methods[2].quantizer) and the valid choices."""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from models.data import DATASETS
+from models.errors import ConfigError
+from models.networks import NETWORKS
+from models.quant import QUANTIZERS
+
+
+class _Reader:
+    def __init__(self, file: Path):
+        self.file = file
+
+    def fail(self, path: str, msg: str):
+        raise ConfigError(f"{self.file}: {path}: {msg}")
+
+    def mapping(self, d, path: str, allowed: list[str], required: tuple = ()) -> dict:
+        if d is None:
+            d = {}
+        if not isinstance(d, dict):
+            self.fail(path or "(top level)", f"expected a mapping with keys {', '.join(allowed)}")
+        for k in d:
+            if k not in allowed:
+                near = difflib.get_close_matches(str(k), allowed, n=1)
+                hint = f" (did you mean {near[0]!r}?)" if near else ""
+                self.fail(f"{path}.{k}".lstrip("."),
+                          f"unknown key{hint}; valid keys: {', '.join(allowed)}")
+        for k in required:
+            if k not in d:
+                self.fail(f"{path}.{k}".lstrip("."), "required key is missing")
+        return d
+
+    def choice(self, v, path, choices):
+        if v not in choices:
+            self.fail(path, f"{v!r} is not valid; valid: {', '.join(map(str, choices))}")
+        return v
+
+    def number(self, v, path, lo=None, hi=None, integer=False):
+        ok = isinstance(v, int) if integer else isinstance(v, (int, float))
+        if isinstance(v, bool) or not ok:
+            self.fail(path, f"{v!r} must be {'an integer' if integer else 'a number'}")
+        if (lo is not None and v < lo) or (hi is not None and v > hi):
+            self.fail(path, f"{v!r} is out of range [{lo}, {hi}]")
+        return v
+
+
+@dataclass
+class Method:
+    name: str
+    quantizer: str
+    bits: int = 4
+    bfn: bool = False
+    params: dict = field(default_factory=dict)
+    checkpoint: str | None = None  # use an existing checkpoint instead of training
+
+
+@dataclass
+class Training:
+    epochs: int = 15
+    batch_size: int = 64
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    bfn_rate: float = 5e-3  # p_o for methods with bfn: true (paper Sec. 3.4)
+    init_from: str | None = None  # e.g. a float checkpoint: fine-tune every method from it
+    threads: int | None = None
+
+
+@dataclass
+class Voltages:
+    min: float = 0.35
+    max: float = 0.8
+    step: float = 0.01
+
+
+@dataclass
+class MonteCarlo:
+    realizations: int = 50
+    ci_target: float | None = 0.005
+
+
+@dataclass
+class Attacks:
+    bfa_seeds: int = 0  # 0 = no BFA
+    attack_batch: int = 128
+    max_flips: int = 500
+
+
+@dataclass
+class Study:
+    name: str
+    file: Path
+    data: str
+    data_root: str | None
+    network: str
+    methods: list[Method]
+    training: Training
+    arch: str
+    ber_model: str | None
+    voltages: Voltages
+    monte_carlo: MonteCarlo
+    attacks: Attacks
+    seed: int = 0
+    act_bits: int = 8
+    results_dir: str | None = None
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.results_dir) if self.results_dir else \
+            self.file.parent / "results" / self.name
+
+
+TOP = ["name", "description", "seed", "data", "network", "methods", "training", "arch",
+       "ber_model", "voltages", "monte_carlo", "attacks", "act_bits", "results_dir"]
+
+
+def _sub(r: _Reader, d: dict, key: str, cls, checks: dict) -> Any:
+    """Read a flat section into dataclass `cls`; `checks` maps field -> validator."""
+    raw = r.mapping(d.get(key), key, [f.name for f in fields(cls)])
+    kw = {}
+    for k, v in raw.items():
+        kw[k] = checks[k](v, f"{key}.{k}") if k in checks and v is not None else v
+    return cls(**kw)
+
+
+def load_study(path: str | Path) -> Study:
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"study file {str(file)!r} does not exist")
+    r = _Reader(file)
+    try:
+        d = yaml.safe_load(file.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{file}: not valid YAML: {e}") from None
+    d = r.mapping(d, "", TOP, required=("name", "network", "methods", "arch"))
+
+    data = r.mapping(d.get("data", {"name": "digits"}), "data", ["name", "root"])
+    data_name = r.choice(data.get("name", "digits"), "data.name", DATASETS)
+    network = r.choice(d["network"], "network", NETWORKS.names())
+    if not isinstance(d["methods"], list) or not d["methods"]:
+        r.fail("methods", "must be a non-empty list of methods")
+    methods, seen = [], set()
+    for i, m in enumerate(d["methods"]):
+        p = f"methods[{i}]"
+        m = r.mapping(m, p, [f.name for f in fields(Method)], required=("quantizer",))
+        q = r.choice(m["quantizer"], f"{p}.quantizer", QUANTIZERS.names())
+        bits = r.number(m.get("bits", 4), f"{p}.bits", 2, 8, integer=True)
+        bfn = m.get("bfn", False)
+        if not isinstance(bfn, bool):
+            r.fail(f"{p}.bfn", f"{bfn!r} must be true or false")
+        params = m.get("params") or {}
+        if not isinstance(params, dict):
+            r.fail(f"{p}.params", "must be a mapping of quantizer hyper-parameters")
+        name = str(m.get("name") or (q + ("+bfn" if bfn else "")))
+        if name in seen:
+            r.fail(f"{p}.name", f"{name!r} is used twice; give each method a unique name")
+        seen.add(name)
+        try:  # validate hyper-parameters now, not after an hour of training
+            QUANTIZERS.get(q)(bits=bits, **params)
+        except TypeError as e:
+            r.fail(f"{p}.params", f"not accepted by quantizer {q!r} ({e})")
+        except ConfigError as e:
+            r.fail(f"{p}.params", str(e))
+        methods.append(Method(name, q, bits, bfn, params, m.get("checkpoint")))
+
+    pos_int = lambda lo: (lambda v, p: r.number(v, p, lo, None, integer=True))
+    pos = lambda v, p: r.number(v, p, 1e-12)
+    training = _sub(r, d, "training", Training, {
+        "epochs": pos_int(1), "batch_size": pos_int(1), "lr": pos, "momentum":
+        lambda v, p: r.number(v, p, 0, 1), "weight_decay": lambda v, p: r.number(v, p, 0),
+        "bfn_rate": lambda v, p: r.number(v, p, 0, 0.5), "threads": pos_int(1)})
+    voltages = _sub(r, d, "voltages", Voltages, {"min": pos, "max": pos, "step": pos})
+    if voltages.min > voltages.max:
+        r.fail("voltages", f"min {voltages.min} > max {voltages.max}")
+    mc = _sub(r, d, "monte_carlo", MonteCarlo, {"realizations": pos_int(2), "ci_target": pos})
+    attacks = _sub(r, d, "attacks", Attacks, {"bfa_seeds": pos_int(0),
+                                              "attack_batch": pos_int(1),
+                                              "max_flips": pos_int(1)})
+    arch = str(d["arch"])
+    base = file.parent
+    resolve = lambda s: s if s is None or Path(s).is_absolute() or Path(s).exists() \
+        else str((base / s)) if (base / s).exists() else s
+    arch = resolve(arch)
+    if not Path(arch).is_file():
+        r.fail("arch", f"architecture file {arch!r} does not exist (see arch/ for shipped ones)")
+    ber_model = resolve(d.get("ber_model"))
+    return Study(name=str(d["name"]), file=file, data=data_name, data_root=data.get("root"),
+                 network=network, methods=methods, training=training, arch=arch,
+                 ber_model=ber_model, voltages=voltages, monte_carlo=mc, attacks=attacks,
+                 seed=r.number(d.get("seed", 0), "seed", 0, integer=True),
+                 act_bits=r.number(d.get("act_bits", 8), "act_bits", 1, 32, integer=True),
+                 results_dir=d.get("results_dir"))

@@ -1,0 +1,155 @@
+"""Accuracy under random bit errors with variance reduction (used by the voltage sweep).
+
+The number of flipped bits K is Binomial(n, p) with n = (stored weights) x (bits). Stratify on
+K: accuracy = sum_k P(K=k) E[acc | K=k]. K = 0 is the clean accuracy (computed once, no
+noise); K = 1..k_max are strata of their own; K > k_max is a last stratum sampled from the
+conditional binomial tail. Given K = k the k positions are uniform, so each stratum is sampled
+exactly. When flips are plentiful (n p large) strata buy nothing and we do plain Monte Carlo.
+Realizations are spent in rounds (proportional/Neyman allocation) until the 95% CI half-width
+reaches `ci_target` or the budget is used. The estimate is unbiased; its variance is the usual
+stratified sum_k w_k^2 s_k^2 / n_k.
+"""
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy import stats
+from tqdm import tqdm
+
+from .errors import ConfigError
+from .evaluate import StoredWeights, check_ber, predict, t_halfwidth
+from .faults import sample_positions
+
+PLAIN_MC_ABOVE = 6.0  # expected flips above which stratifying on K gains nothing
+TAIL_TABLE_MAX = 4000
+
+
+@dataclass
+class Estimate:
+    ber: float
+    clean: float
+    mean: float
+    std: float  # spread of accuracy across realizations (mixture std)
+    ci95: float  # half-width of the 95% CI of `mean`
+    realizations: int
+    estimator: str  # 'exact' | 'stratified' | 'mc'
+    expected_flips: float
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+class _Stratum:
+    def __init__(self, weight: float, draw_k):
+        self.weight, self.draw_k, self.values = weight, draw_k, []
+
+    @property
+    def n(self):
+        return len(self.values)
+
+    def mean(self):
+        return float(np.mean(self.values)) if self.values else 0.0
+
+    def var(self):
+        return float(np.var(self.values, ddof=1)) if self.n > 1 else 0.0
+
+
+def _tail_sampler(n: int, p: float, kmax: int, rng: np.random.Generator):
+    """Sampler of K ~ Binomial(n, p) conditioned on K > kmax."""
+    tail = float(stats.binom.sf(kmax, n, p))
+    if tail > 0.2:  # rejection is cheap
+        def draw():
+            while True:
+                k = int(rng.binomial(n, p))
+                if k > kmax:
+                    return k
+        return draw
+    ks = np.arange(kmax + 1, min(n, kmax + TAIL_TABLE_MAX) + 1)
+    pmf = stats.binom.pmf(ks, n, p)
+    pmf = pmf / pmf.sum()  # mass beyond the table is < 1e-300 relative for these p
+    return lambda: int(rng.choice(ks, p=pmf))
+
+
+def _strata(n: int, p: float, rng: np.random.Generator, force_mc: bool):
+    lam = n * p
+    if force_mc or lam > PLAIN_MC_ABOVE:
+        return "mc", 0.0, [_Stratum(1.0, lambda: int(rng.binomial(n, p)))]
+    w0 = float(stats.binom.pmf(0, n, p))
+    rest = 1.0 - w0
+    strata, k = [], 1
+    # explicit strata until the remaining tail holds < 1% of the non-clean mass
+    while k <= n:
+        wk = float(stats.binom.pmf(k, n, p))
+        strata.append(_Stratum(wk, (lambda kk: lambda: kk)(k)))
+        tail = float(stats.binom.sf(k, n, p))
+        if tail <= 0.01 * rest or k >= 12:
+            break
+        k += 1
+    if tail > 0:
+        strata.append(_Stratum(tail, _tail_sampler(n, p, k, rng)))
+    return "stratified", w0, strata
+
+
+@torch.no_grad()
+def estimate_accuracy(model, data, ber: float, *, max_realizations: int = 50,
+                      min_realizations: int = 10, ci_target: float | None = None,
+                      seed: int = 0, stored: StoredWeights | None = None,
+                      clean: float | None = None, force_mc: bool = False,
+                      progress: bool = False, batch_size: int = 1000) -> Estimate:
+    check_ber(ber)
+    if max_realizations < 2:
+        raise ConfigError(f"realizations={max_realizations!r}: need at least 2 for a CI")
+    if ci_target is not None and not ci_target > 0:
+        raise ConfigError(f"ci_target={ci_target!r}: must be > 0")
+    x, y = data.tensors() if hasattr(data, "tensors") else data
+    model.eval()
+    stored = stored or StoredWeights(model)
+    if clean is None:
+        clean = float((predict(model, x, batch_size) == y).float().mean())
+    n_bits = stored.n_bits
+    if ber == 0:
+        return Estimate(0.0, clean, clean, 0.0, 0.0, 0, "exact", 0.0)
+    rng = np.random.default_rng(seed)
+    kind, w0, strata = _strata(n_bits, ber, rng, force_mc)
+
+    def run_one(s: _Stratum):
+        k = s.draw_k()
+        with stored.installed(stored.flipped(sample_positions(n_bits, k, rng))):
+            s.values.append(float((predict(model, x, batch_size) == y).float().mean()))
+
+    def summary():
+        used = sum(s.n for s in strata)
+        mean = w0 * clean + sum(s.weight * s.mean() for s in strata)
+        if kind == "mc":
+            sd = math.sqrt(strata[0].var())
+            return mean, sd, t_halfwidth(sd, used), used
+        var_est = sum(s.weight ** 2 * s.var() / s.n for s in strata if s.n)
+        mix = w0 * (clean - mean) ** 2 + sum(
+            s.weight * (s.var() + (s.mean() - mean) ** 2) for s in strata)
+        return mean, math.sqrt(max(mix, 0.0)), 1.96 * math.sqrt(var_est), used
+
+    bar = tqdm(total=max_realizations, desc=f"BER {ber:.2g}", leave=False,
+               disable=not progress, file=sys.stderr)
+    # pilot: 2 per stratum (a variance needs two), then rounds allocated by w_k * s_k
+    for s in strata:
+        for _ in range(2 if kind == "stratified" else min(min_realizations, max_realizations)):
+            run_one(s)
+            bar.update()
+    while True:
+        mean, sd, half, used = summary()
+        if used >= max_realizations:
+            break
+        if ci_target is not None and used >= min_realizations and half <= ci_target:
+            break
+        step = min(max(len(strata), 5), max_realizations - used)
+        score = np.array([s.weight * max(math.sqrt(s.var()), 1e-3) for s in strata])
+        for i in rng.choice(len(strata), size=step, p=score / score.sum()):
+            run_one(strata[i])
+            bar.update()
+    bar.close()
+    mean, sd, half, used = summary()
+    return Estimate(ber, clean, mean, sd, half, used, kind, n_bits * ber)

@@ -1,0 +1,39 @@
+import numpy as np
+import pandas as pd
+
+from hwsim.pareto import lowest_energy_within, pareto_mask
+
+
+def brute_force(acc, energy):
+    n = len(acc)
+    return np.array([not any(acc[j] >= acc[i] and energy[j] <= energy[i]
+                             and (acc[j] > acc[i] or energy[j] < energy[i]) for j in range(n))
+                     for i in range(n)])
+
+
+def test_pareto_equals_brute_force_with_ties():
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        n = rng.integers(1, 40)
+        # small integer grids force ties in accuracy, energy, and whole duplicate points
+        acc = rng.integers(0, 6, n).astype(float)
+        energy = rng.integers(0, 6, n).astype(float)
+        assert np.array_equal(pareto_mask(acc, energy), brute_force(acc, energy)), trial
+    acc, energy = rng.random(500), rng.random(500)
+    assert np.array_equal(pareto_mask(acc, energy), brute_force(acc, energy))
+
+
+def test_pareto_hand_made():
+    acc = [0.9, 0.9, 0.8, 0.95, 0.95, 0.5]
+    energy = [10, 12, 5, 20, 20, 5]
+    assert pareto_mask(acc, energy).tolist() == [True, False, True, True, True, False]
+
+
+def test_lowest_energy_within_one_point():
+    df = pd.DataFrame({"label": ["a"] * 4, "acc_clean": [0.95] * 4,
+                       "voltage": [0.8, 0.6, 0.5, 0.4], "ber": [0, 1e-6, 1e-4, 1e-2],
+                       "acc_mean": [0.95, 0.949, 0.941, 0.7],
+                       "energy_uJ": [100.0, 70.0, 60.0, 50.0]})
+    row = lowest_energy_within(df).iloc[0]
+    assert row["v_min_V"] == 0.5 and row["energy_at_v_min_uJ"] == 60.0
+    assert abs(row["saving_%"] - 40.0) < 1e-9

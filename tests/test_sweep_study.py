@@ -1,0 +1,157 @@
+import math
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import hwsim.sweep as sw
+from hwsim.energy import LayerResult, NetworkEnergy
+from hwsim.study import run_study
+from hwsim.study_spec import load_study
+from hwsim.workload import LayerShape
+from models import load_checkpoint
+from models.errors import ConfigError
+from models.estimate import estimate_accuracy
+from models.evaluate import evaluate_under_bit_errors
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def fake_energy(*_a, **_k) -> NetworkEnergy:
+    """A two-layer energy result (no AccelForge): 3 uJ weight memory + 7 uJ rest at 0.8 V."""
+    shape = LayerShape(name="fc", kind="linear", in_channels=4, out_channels=2, kernel=(1, 1),
+                       output=(1, 1), input=(1, 1), stride=(1, 1), padding=(0, 0), groups=1,
+                       weight_bits=4, act_bits=8)
+    layers = [LayerResult(n, shape, {"WeightSRAM": w, "Other": r}, w + r, w, 8, True)
+              for n, w, r in (("a", 1.0, 3.0), ("b", 2.0, 4.0))]
+    return NetworkEnergy("fake.yaml", "0" * 64, ("WeightSRAM",), 0.8, layers)
+
+
+@pytest.fixture
+def no_mapper(monkeypatch):
+    monkeypatch.setattr(sw, "model_energy", fake_energy)
+
+
+def test_energy_at_nominal_and_v_squared(no_mapper, trained, digits, tmp_path):
+    rows = sw.sweep(str(trained("normal")), "unused.yaml", [0.4, 0.8], tmp_path / "r.csv",
+                    realizations=4, data=digits[1], progress=False)
+    nominal = rows[rows.voltage == 0.8].iloc[0]
+    assert nominal.energy_uJ == pytest.approx(10.0) == nominal.energy_nominal_uJ
+    low = rows[rows.voltage == 0.4].iloc[0]
+    assert low.energy_weight_mem_uJ == pytest.approx(3.0 * 0.25)
+    assert low.energy_uJ == pytest.approx(7.0 + 0.75)
+    assert sw.energy_sidecar(tmp_path / "r.csv").exists()
+
+
+def test_sweep_resume_after_crash(no_mapper, trained, digits, tmp_path, monkeypatch):
+    ck, grid = str(trained("wcat")), [0.40, 0.42, 0.44, 0.46]
+    full = sw.sweep(ck, "x", grid, tmp_path / "full.csv", realizations=6, seed=1,
+                    data=digits[1], progress=False)
+    calls = {"n": 0}
+    real = sw.estimate_accuracy
+
+    def crashing(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt  # killed while computing the third point
+        return real(*a, **k)
+
+    monkeypatch.setattr(sw, "estimate_accuracy", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        sw.sweep(ck, "x", grid, tmp_path / "part.csv", realizations=6, seed=1,
+                 data=digits[1], progress=False)
+    part = pd.read_csv(tmp_path / "part.csv")
+    assert list(part.voltage) == [0.40, 0.42]  # finished points survived intact
+    assert not (tmp_path / "part.csv.tmp").exists()
+    monkeypatch.setattr(sw, "estimate_accuracy", real)
+    with pytest.raises(ConfigError, match="--resume"):
+        sw.sweep(ck, "x", grid, tmp_path / "part.csv", data=digits[1], progress=False)
+    done = sw.sweep(ck, "x", grid, tmp_path / "part.csv", realizations=6, seed=1,
+                    resume=True, data=digits[1], progress=False)
+    pd.testing.assert_frame_equal(done.reset_index(drop=True), full.reset_index(drop=True),
+                                  check_dtype=False)
+
+
+@pytest.mark.parametrize("ber", [2e-5, 1e-4, 3e-3])
+def test_variance_reduced_estimator_agrees_with_plain_mc(trained, digits, ber):
+    model, _ = load_checkpoint(trained("normal"))
+    est = estimate_accuracy(model, digits[1], ber, max_realizations=60, seed=3)
+    mc = evaluate_under_bit_errors(model, digits[1], ber, realizations=300, seed=4)
+    assert est.realizations <= 60
+    # the two unbiased estimates differ by less than their combined 99.9% uncertainty
+    sigma = math.hypot(est.ci95 / 1.96, mc.ci95 / 1.96)
+    assert abs(est.mean - mc.mean) <= 3.3 * sigma + 1e-4
+    if ber < 1e-3:  # few flips: stratification must beat plain MC per realization
+        assert est.estimator == "stratified"
+        assert est.ci95 < mc.ci95 * math.sqrt(300 / est.realizations)
+
+
+def test_ci_target_stops_early(trained, digits):
+    model, _ = load_checkpoint(trained("wcat"))
+    est = estimate_accuracy(model, digits[1], 1e-6, max_realizations=50, ci_target=0.005)
+    assert est.realizations < 50 and est.ci95 <= 0.005
+
+
+STUDY = """
+name: tiny
+seed: 0
+data: {name: digits}
+network: mlp
+training: {epochs: 3, batch_size: 64, lr: 0.05}
+methods:
+  - {quantizer: normal, bits: 4}
+  - {quantizer: wcat, bits: 4, bfn: true}
+arch: ARCH
+voltages: {min: 0.38, max: 0.42, step: 0.02}
+monte_carlo: {realizations: 4, ci_target: 0.01}
+results_dir: OUT
+"""
+
+
+def test_study_runs_then_rerun_does_no_work(no_mapper, tmp_path, monkeypatch):
+    f = tmp_path / "tiny.yaml"
+    f.write_text(STUDY.replace("ARCH", str(ROOT / "arch/eyeriss_sram.yaml"))
+                 .replace("OUT", str(tmp_path / "out")))
+    table = run_study(load_study(f), progress=False, log=lambda s: None)
+    out = tmp_path / "out"
+    assert list(table["method"]) == ["normal", "wcat+bfn"]
+    df = pd.read_csv(out / "results.csv")
+    assert len(df) == 6 and set(df.voltage) == {0.38, 0.40, 0.42}
+    for name in ("frontier.csv", "report.html", "summary.md", "checkpoints/normal.pt"):
+        assert (out / name).exists(), name
+    assert re.search(r"\| +method \| +clean acc % \|", (out / "summary.md").read_text())
+    stamp = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    import hwsim.study as st
+    monkeypatch.setattr(st, "train", lambda *a, **k: pytest.fail("retrained"))
+    monkeypatch.setattr(sw, "estimate_accuracy", lambda *a, **k: pytest.fail("re-swept"))
+    run_study(load_study(f), progress=False, log=lambda s: None)
+    assert stamp == {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("edit, message", [
+    ("quantizer: wcat,", "methods[1].quantizer: 'wcta' is not valid; valid: lsq, normal, plclip, wcat"),
+    ("network: mlp", "network: 'mlpp' is not valid; valid:"),
+    ("voltages: {min", "voltagez: unknown key (did you mean 'voltages'?)"),
+    ("lr: 0.05", "training.lr: -1 is out of range"),
+    ("bits: 4, bfn", "methods[1].bits: 9 is out of range [2, 8]"),
+])
+def test_study_yaml_errors_name_the_key_path(tmp_path, edit, message):
+    text = STUDY.replace("ARCH", str(ROOT / "arch/eyeriss_sram.yaml")).replace("OUT", "o")
+    bad = {"quantizer: wcat,": "quantizer: wcta,", "network: mlp": "network: mlpp",
+           "voltages: {min": "voltagez: {min", "lr: 0.05": "lr: -1",
+           "bits: 4, bfn": "bits: 9, bfn"}[edit]
+    f = tmp_path / "bad.yaml"
+    f.write_text(text.replace(edit, bad))
+    with pytest.raises(ConfigError) as e:
+        load_study(f)
+    assert str(f) in str(e.value) and message in str(e.value)
+
+
+def test_shipped_quickstart_study_parses():
+    s = load_study(ROOT / "studies/digits_quickstart.yaml")
+    assert [m.name for m in s.methods] == ["normal", "normal+bfn", "plclip", "plclip+bfn",
+                                          "lsq", "lsq+bfn", "wcat", "wcat+bfn"]
+    assert s.voltages.min == 0.35 and s.voltages.max == 0.8
