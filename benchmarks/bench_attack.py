@@ -3,7 +3,8 @@
 One iteration = one forward/backward pass on the attack batch (bit gradients of every stored
 bit at once) + topk forward passes per layer (in-layer search) + the commit. It is compared
 with one plain forward pass and with what a search that evaluated every candidate bit would
-cost (one forward per stored bit).
+cost (one forward per stored bit). "reuse prefix": in the in-layer search for layer l, the
+layers that run before l return their outputs cached from the gradient pass (default on).
 
     .venv/bin/python benchmarks/bench_attack.py [--model resnet20] [--batch 128] [--iters 5]
 """
@@ -47,15 +48,15 @@ def main() -> None:
     n_bits = n_weights * search.bits
 
     rows = []
-    for k in args.topk:
-        search = BitSearch(model, F.cross_entropy, topk=k)
+    for k, reuse in [(k, r) for k in args.topk for r in (True, False)]:
+        search = BitSearch(model, F.cross_entropy, topk=k, reuse_prefix=reuse)
         with search.attacking():
             search.step(x, y)  # warm-up
             search.timing.update(grad=0.0, search=0.0, iterations=0)
             for _ in range(args.iters):
                 search.step(x, y)
         it = search.timing["iterations"]
-        rows.append((k, 1000 * search.timing["grad"] / it, 1000 * search.timing["search"] / it,
+        rows.append((k, reuse, 1000 * search.timing["grad"] / it, 1000 * search.timing["search"] / it,
                      1000 * search.iteration_seconds()))
 
     print(f"{args.model} ({args.quantizer}, {args.bits}-bit): {n_layers} quantized layers, "
@@ -64,10 +65,10 @@ def main() -> None:
     print(f"one forward pass: {1000 * fwd:.1f} ms;  one pass per candidate bit would take "
           f"~{n_bits * fwd / 3600:.0f} h per iteration")
     print()
-    print(f"{'topk':>4}  {'grad pass ms':>12}  {'in-layer search ms':>18}  {'iteration ms':>12}  "
+    print(f"{'topk':>4}  {'reuse prefix':>12}  {'grad pass ms':>12}  {'in-layer search ms':>18}  {'iteration ms':>12}  "
           f"{'forward passes':>14}  {'x forward':>9}")
-    for k, g, s, tot in rows:
-        print(f"{k:>4}  {g:>12.1f}  {s:>18.1f}  {tot:>12.1f}  {1 + k * n_layers:>14d}  "
+    for k, reuse, g, s, tot in rows:
+        print(f"{k:>4}  {'yes' if reuse else 'no':>12}  {g:>12.1f}  {s:>18.1f}  {tot:>12.1f}  {1 + k * n_layers:>14d}  "
               f"{tot / (1000 * fwd):>9.1f}")
 
 

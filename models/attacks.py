@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from .errors import ConfigError
 from .evaluate import StoredWeights, predict
-from .faults import from_unsigned, to_unsigned
+from .faults import to_unsigned
 from .quant import quant_layers
 
 
@@ -48,8 +48,13 @@ def random_guess_threshold(num_classes: int) -> float:
     return 1.1 / num_classes
 
 
-def _xy(data) -> tuple[torch.Tensor, torch.Tensor]:
-    return data.tensors() if hasattr(data, "tensors") else data
+def _xy(data, model: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images, labels) of an ImageData or an (x, y) pair, on the model's device."""
+    x, y = data.tensors() if hasattr(data, "tensors") else data
+    if model is not None:
+        dev = next(model.parameters()).device
+        x, y = x.to(dev), y.to(dev)
+    return x, y
 
 
 def split_attack_batch(labels, attack_batch: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -71,6 +76,13 @@ def split_attack_batch(labels, attack_batch: int, seed: int) -> tuple[np.ndarray
         rank[m] = (np.arange(m.sum()) + 0.5) / m.sum()  # quantile of each image in its class
     order = perm[np.lexsort((np.arange(n), rank))]  # ties: random (permutation order)
     return np.sort(order[:attack_batch]), np.sort(order[attack_batch:])
+
+
+def _split(x, y, attack_batch: int, seed: int):
+    """(attack images, attack labels, held-out images, held-out labels)."""
+    a, h = (torch.as_tensor(i, device=y.device)
+            for i in split_attack_batch(y.cpu().numpy(), attack_batch, seed))
+    return x[a], y[a], x[h], y[h]
 
 
 def hamming_distance(a: torch.Tensor, b: torch.Tensor, bits: int) -> int:
@@ -136,20 +148,23 @@ class BitSearch:
     installed as overrides only inside `attacking()`.
     """
 
-    def __init__(self, model: nn.Module, objective, topk: int = 1):
+    def __init__(self, model: nn.Module, objective, topk: int = 1, reuse_prefix: bool = True):
         if topk < 1:
             raise ConfigError(f"topk={topk!r}: must be >= 1")
         self.model, self.objective, self.topk = model, objective, int(topk)
+        self.reuse_prefix = bool(reuse_prefix)
         self.stored = StoredWeights(model)
         self.names = [n for n, _ in quant_layers(model)]
         self.bits = self.stored.bits
-        self.bitw = bit_weights(self.bits)
+        self.device = self.stored.ints.device
+        self.bitw = bit_weights(self.bits).to(self.device)
         self.clean = self.stored.ints.clone()
         self.ints = [p.clone().to(torch.int32) for p in torch.split(self.stored.ints,
                                                                      self.stored.sizes)]
         self.weights = self.stored.weights(self.stored.ints)
         # positions already flipped (never flipped back): layer -> N x b bool
-        self.flipped = [torch.zeros(n, self.bits, dtype=torch.bool) for n in self.stored.sizes]
+        self.flipped = [torch.zeros(n, self.bits, dtype=torch.bool, device=self.device)
+                        for n in self.stored.sizes]
         self.history: list[Flip] = []
         self.timing = {"grad": 0.0, "search": 0.0, "iterations": 0}
 
@@ -165,6 +180,20 @@ class BitSearch:
         """Install the current attacked weights (eval mode); restore the model afterwards."""
         with _eval_mode(self.model), self.stored.installed(self.weights):
             yield
+
+    @contextlib.contextmanager
+    def _cached(self, layers, outputs):
+        """Layers in `layers` return their cached output instead of computing it."""
+        patched = []
+        try:
+            for l in layers:
+                m = self.stored.layers[l]
+                m.forward = lambda *a, _o=outputs[l], **k: _o
+                patched.append(m)
+            yield
+        finally:
+            for m in patched:
+                del m.forward
 
     def _set(self, layer: int, w: torch.Tensor) -> None:
         self.stored.layers[layer].weight_override = w
@@ -188,9 +217,28 @@ class BitSearch:
         ws = [w.detach().requires_grad_(True) for w in self.weights]
         for l, w in enumerate(ws):
             self._set(l, w)
-        with torch.enable_grad():
-            obj = self.objective(self.model(x), y)
-            grads = torch.autograd.grad(obj, ws)
+        outputs, order, hooks = {}, [], []
+
+        def record(l):
+            def hook(module, inputs, output):
+                order.append(l)
+                outputs[l] = output
+            return hook
+        if self.reuse_prefix:
+            hooks = [m.register_forward_hook(record(l)) for l, m in enumerate(self.stored.layers)]
+        try:
+            with torch.enable_grad():
+                obj = self.objective(self.model(x), y)
+                grads = torch.autograd.grad(obj, ws)
+        finally:
+            for h in hooks:
+                h.remove()
+        # in-layer search: layers that run before layer l in the forward pass do not depend on
+        # its weights, so they return their outputs of this pass (a layer called twice, i.e.
+        # shared weights, turns this off)
+        reuse = self.reuse_prefix and len(order) == len(set(order)) == len(self.stored.layers)
+        prefix = {l: order[:i] for i, l in enumerate(order)} if reuse else {}
+        outputs = {l: o.detach() for l, o in outputs.items()} if reuse else {}
         for l, w in enumerate(self.weights):
             self._set(l, w)
         gains = self._gains(grads)
@@ -207,12 +255,13 @@ class BitSearch:
                         break
                     idx, j = divmod(p, self.bits)
                     old = int(self.ints[l][idx])
-                    new = int(from_unsigned(torch.tensor((old % (1 << self.bits)) ^ (1 << j)),
-                                            self.bits))
+                    u = (old ^ (1 << j)) % (1 << self.bits)  # flipped b-bit pattern
+                    new = u - (1 << self.bits) if u >> (self.bits - 1) else u
                     w = self.weights[l].clone()
                     w.view(-1)[idx] = new * self.stored.scales[l]
                     self._set(l, w)
-                    val = float(self.objective(self.model(x), y))
+                    with self._cached(prefix.get(l, ()), outputs):
+                        val = float(self.objective(self.model(x), y))
                     if best is None or val > best[0]:
                         best = (val, l, idx, j, old, new, w)
                 self._set(l, self.weights[l])
@@ -264,14 +313,12 @@ class AttackRun:
 def bfa_run(model: nn.Module, test_data, *, attack_batch: int = 128, max_flips: int = 500,
             seed: int = 0, topk: int = 1, progress: bool = False) -> AttackRun:
     """One BFA run: the attack batch is drawn with `seed`; accuracy is measured on the rest."""
-    x, y = _xy(test_data)
+    x, y = _xy(test_data, model)
     num_classes = getattr(test_data, "num_classes", None) or int(y.max()) + 1
     thr = random_guess_threshold(num_classes)
     if max_flips < 0:
         raise ConfigError(f"max flips {max_flips!r}: must be >= 0")
-    a_idx, h_idx = split_attack_batch(y.numpy(), attack_batch, seed)
-    xa, ya = x[torch.as_tensor(a_idx)], y[torch.as_tensor(a_idx)]
-    xh, yh = x[torch.as_tensor(h_idx)], y[torch.as_tensor(h_idx)]
+    xa, ya, xh, yh = _split(x, y, attack_batch, seed)
     search = BitSearch(model, _ce, topk)
     with search.attacking():
         clean = _accuracy(model, xh, yh)
@@ -342,13 +389,12 @@ def random_nflip(model: nn.Module, test_data, *, seeds: int = 10, attack_batch: 
                  max_flips: int = 20000, seed: int = 0, step: int = 10) -> dict:
     """Baseline: flip distinct random bits `step` at a time until the held-out accuracy (same
     split as BFA) is below random guess; N_flip has a resolution of `step` flips."""
-    x, y = _xy(test_data)
+    x, y = _xy(test_data, model)
     thr = random_guess_threshold(getattr(test_data, "num_classes", None) or int(y.max()) + 1)
     stored = StoredWeights(model)
     n, reached = [], []
     for s in range(seed, seed + seeds):
-        _, h_idx = split_attack_batch(y.numpy(), attack_batch, s)
-        xh, yh = x[torch.as_tensor(h_idx)], y[torch.as_tensor(h_idx)]
+        _, _, xh, yh = _split(x, y, attack_batch, s)
         rng = np.random.default_rng(10_000_019 + s)
         total = min(max_flips, stored.n_bits)
         order = rng.choice(stored.n_bits, size=total, replace=False)
@@ -395,7 +441,7 @@ def tbfa_run(model: nn.Module, test_data, source: int, target: int, *, attack_ba
              progress: bool = False) -> AttackRun:
     """One stealthy T-BFA run (1-to-1): source-class inputs -> target, other classes kept.
     Stops when the held-out attack success rate reaches `target_asr` or at the budget."""
-    x, y = _xy(test_data)
+    x, y = _xy(test_data, model)
     num_classes = getattr(test_data, "num_classes", None) or int(y.max()) + 1
     for name, c in (("source", source), ("target", target)):
         if not (isinstance(c, (int, np.integer)) and 0 <= c < num_classes):
@@ -404,9 +450,7 @@ def tbfa_run(model: nn.Module, test_data, source: int, target: int, *, attack_ba
         raise ConfigError(f"source and target class are both {source}")
     if not 0 < target_asr <= 1:
         raise ConfigError(f"target ASR {target_asr!r}: must be in (0, 1]")
-    a_idx, h_idx = split_attack_batch(y.numpy(), attack_batch, seed)
-    xa, ya = x[torch.as_tensor(a_idx)], y[torch.as_tensor(a_idx)]
-    xh, yh = x[torch.as_tensor(h_idx)], y[torch.as_tensor(h_idx)]
+    xa, ya, xh, yh = _split(x, y, attack_batch, seed)
     if not (ya == source).any():
         raise ConfigError(f"the attack batch (seed {seed}) holds no image of source class "
                           f"{source}; use a larger --attack-batch")
@@ -471,7 +515,7 @@ def tbfa_all_pairs(model: nn.Module, test_data, *, classes: list[int] | None = N
                    progress: bool = False, **kw) -> dict:
     """T-BFA for every ordered (source, target) pair of `classes` (paper Fig. 13): per-pair
     results and matrices of mean N_flip / ASR / other-class accuracy (nan on the diagonal)."""
-    x, y = _xy(test_data)
+    x, y = _xy(test_data, model)
     num_classes = getattr(test_data, "num_classes", None) or int(y.max()) + 1
     classes = list(range(num_classes)) if classes is None else list(classes)
     k = len(classes)

@@ -241,3 +241,18 @@ def test_cli_tbfa_text(trained, capsys):
                  "--target", "8", "--seeds", "1", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "3 -> 8" in out and "attack success rate" in out
+
+
+def test_prefix_reuse_gives_the_same_flips(models, digits):
+    """Reusing the outputs of the layers before l in the in-layer search is exact."""
+    model = models["wcat"]
+    x, y = digits[1].tensors()
+    hist = {}
+    for reuse in (True, False):
+        search = BitSearch(model, _ce, topk=2, reuse_prefix=reuse)
+        with search.attacking():
+            for _ in range(8):
+                search.step(x[:128], y[:128])
+        hist[reuse] = [(f.layer, f.index, f.bit, f.objective) for f in search.history]
+    assert hist[True] == hist[False] and len(hist[True]) == 8
+    assert all("forward" not in vars(m) for m in model.modules())
