@@ -56,20 +56,21 @@ def main() -> None:
             for _ in range(args.iters):
                 search.step(x, y)
         it = search.timing["iterations"]
-        rows.append((k, reuse, 1000 * search.timing["grad"] / it, 1000 * search.timing["search"] / it,
+        t = search.timing
+        rows.append((k, reuse, 1000 * t["grad"] / it, 1000 * t["search"] / it,
                      1000 * search.iteration_seconds()))
 
     print(f"{args.model} ({args.quantizer}, {args.bits}-bit): {n_layers} quantized layers, "
           f"{n_weights:,} weights = {n_bits:,} stored bits; attack batch {args.batch}; "
           f"{args.threads} CPU thread(s); torch {torch.__version__}")
     print(f"one forward pass: {1000 * fwd:.1f} ms;  one pass per candidate bit would take "
-          f"~{n_bits * fwd / 3600:.0f} h per iteration")
+          f"~{n_bits * fwd:,.0f} s per iteration")
     print()
-    print(f"{'topk':>4}  {'reuse prefix':>12}  {'grad pass ms':>12}  {'in-layer search ms':>18}  {'iteration ms':>12}  "
-          f"{'forward passes':>14}  {'x forward':>9}")
+    print(f"{'topk':>4}  {'reuse prefix':>12}  {'grad pass ms':>12}  {'in-layer search ms':>18}  "
+          f"{'iteration ms':>12}  {'forward passes':>14}  {'x forward':>9}")
     for k, reuse, g, s, tot in rows:
-        print(f"{k:>4}  {'yes' if reuse else 'no':>12}  {g:>12.1f}  {s:>18.1f}  {tot:>12.1f}  {1 + k * n_layers:>14d}  "
-              f"{tot / (1000 * fwd):>9.1f}")
+        print(f"{k:>4}  {'yes' if reuse else 'no':>12}  {g:>12.1f}  {s:>18.1f}  "
+              f"{tot:>12.1f}  {1 + k * n_layers:>14d}  {tot / (1000 * fwd):>9.1f}")
 
 
 if __name__ == "__main__":

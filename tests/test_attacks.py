@@ -256,3 +256,13 @@ def test_prefix_reuse_gives_the_same_flips(models, digits):
         hist[reuse] = [(f.layer, f.index, f.bit, f.objective) for f in search.history]
     assert hist[True] == hist[False] and len(hist[True]) == 8
     assert all("forward" not in vars(m) for m in model.modules())
+
+
+def test_cli_tbfa_all_pairs_json(trained, capsys):
+    ck = str(trained("normal"))
+    assert main(["attack", "tbfa", "--checkpoint", ck, "--all-pairs", "--classes", "0,1",
+                 "--seeds", "1", "--max-flips", "40", "--json", "--no-progress"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["classes"] == [0, 1] and len(out["pairs"]) == 2
+    assert out["n_flip_matrix"][0][0] is None and out["n_flip_matrix"][0][1] >= 1
+    assert main(["attack", "tbfa", "--checkpoint", ck, "--all-pairs", "--source", "1"]) == 2

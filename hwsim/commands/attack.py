@@ -58,6 +58,7 @@ def register(sub) -> None:
     t.add_argument("--target", help="target class (index, or CIFAR-10 name)")
     t.add_argument("--all-pairs", action="store_true",
                    help="every ordered source/target pair (paper Fig. 13)")
+    t.add_argument("--classes", help="with --all-pairs: comma-separated classes (default all)")
     t.add_argument("--target-asr", type=float, default=0.99,
                    help="stop when the held-out attack success rate reaches this (default 0.99)")
     t.set_defaults(func=run_tbfa)
@@ -146,8 +147,16 @@ def run_tbfa(args) -> int:
     if args.all_pairs:
         if args.source is not None or args.target is not None:
             raise ConfigError("--all-pairs runs every pair; drop --source/--target")
-        res = tbfa_all_pairs(model, test, **kw)
+        classes = None
+        if args.classes:
+            classes = [_class(c.strip(), "classes", data_name, test.num_classes)
+                       for c in args.classes.split(",") if c.strip()]
+            if len(set(classes)) < 2:
+                raise ConfigError(f"--classes {args.classes!r}: need at least two classes")
+        res = tbfa_all_pairs(model, test, classes=classes, **kw)
     else:
+        if args.classes:
+            raise ConfigError("--classes only applies to --all-pairs")
         s = _class(args.source, "source", data_name, test.num_classes)
         t = _class(args.target, "target", data_name, test.num_classes)
         res = tbfa(model, test, s, t, **kw)
