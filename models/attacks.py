@@ -244,7 +244,7 @@ class BitSearch:
         gains = self._gains(grads)
         t1 = time.perf_counter()
 
-        best = None  # (objective, layer, flat index, bit, new int)
+        best = None  # (objective, layer, flat index, bit, old int, new int, layer weights)
         with torch.no_grad():
             for l, gain in enumerate(gains):
                 flat = gain.reshape(-1)
