@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import math
 import os
@@ -183,8 +184,11 @@ class EnergyCache:
 
     @contextlib.contextmanager
     def _lock(self):
+        # the lock file lives in the temp dir, not next to the (committed) cache file
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_suffix(self.path.suffix + ".lock"), "w") as f:
+        tag = hashlib.sha256(str(self.path.resolve()).encode()).hexdigest()[:16]
+        lock = Path(tempfile.gettempdir()) / f"hwsim-energy-{tag}.lock"
+        with open(lock, "w") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
             try:
                 yield
@@ -205,6 +209,7 @@ class EnergyCache:
                 with os.fdopen(fd, "w") as f:
                     json.dump(data, f, indent=1, sort_keys=False)
                     f.write("\n")
+                os.chmod(tmp, 0o644)  # mkstemp creates 0600; the cache is a shared file
                 os.replace(tmp, self.path)
             except BaseException:
                 with contextlib.suppress(OSError):

@@ -157,3 +157,25 @@ def test_live_mapping_and_cache_roundtrip(tmp_path):
     assert again.total_uJ == pytest.approx(2 * ne.total_uJ, rel=1e-15)
     assert (tmp_path / "eyeriss_sram.json").is_file()
     assert cache_key(ne.arch_sha256, TINY) .startswith(ne.arch_sha256 + "|conv:C4:M4")
+
+
+# ------------------------------------------------------------------ committed cache
+
+@pytest.mark.parametrize("net,bits", [(n, b) for n in ("small_cnn", "mlp", "resnet20",
+                                                       "resnet56") for b in (4, 8)])
+def test_committed_cache_covers_shipped_networks(net, bits, monkeypatch):
+    """arch/cache answers the shipped networks without mapping (regenerate: arch/README.md)."""
+    from models import create_model, input_shape
+
+    from hwsim.workload import extract_layers
+
+    def no_mapping(*a, **k):
+        raise AssertionError("arch/cache/eyeriss_sram.json is stale or incomplete: run "
+                             "`hwsim energy --fill-cache` (see arch/README.md)")
+    monkeypatch.setattr(backend, "map_layer", no_mapping)
+    layers = extract_layers(create_model(net, num_classes=10), input_shape(net),
+                            weight_bits=bits)
+    ne = network_energy(ARCH, layers, progress=False)
+    assert all(layer.cached for layer in ne.layers)
+    assert ne.total_uJ > 0 and 0 < ne.weight_share < 1
+    assert ne.components_uJ["WeightSRAM"] == pytest.approx(ne.weight_memory_uJ)
