@@ -61,7 +61,7 @@ bench: $(STAMP)
 	@for f in benchmarks/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
 
 energy-cache: $(STAMP)
-	$(BIN)/python -m hwsim.energy_cache
+	$(BIN)/hwsim energy --arch arch/eyeriss_sram.yaml --fill-cache
 
 clean-venv:
 	rm -rf $(VENV)

@@ -3,6 +3,7 @@ file, the key path (e.g. methods[2].quantizer) and the valid choices."""
 from __future__ import annotations
 
 import difflib
+import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -186,8 +187,12 @@ def load_study(path: str | Path) -> Study:
                                               "max_flips": pos_int(1)})
     arch = str(d["arch"])
     base = file.parent
-    resolve = lambda s: s if s is None or Path(s).is_absolute() or Path(s).exists() \
-        else str((base / s)) if (base / s).exists() else s
+
+    def resolve(s):
+        """Relative paths: as given if they exist from here, else relative to the study file."""
+        if s is None or Path(s).is_absolute() or Path(s).exists():
+            return s
+        return os.path.normpath(base / s) if (base / s).exists() else s
     arch = resolve(arch)
     if not Path(arch).is_file():
         r.fail("arch", f"architecture file {arch!r} does not exist (see arch/ for shipped ones)")

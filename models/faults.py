@@ -41,11 +41,11 @@ def flip_positions(ints: torch.Tensor, bits: int, positions: np.ndarray) -> torc
     flat = ints.reshape(-1)
     if len(positions) == 0:
         return flat.clone().reshape(ints.shape)
-    pos = torch.from_numpy(positions)
+    pos = torch.from_numpy(positions).to(flat.device)
     idx, bit = pos // bits, pos % bits
     # distinct positions -> distinct (idx, bit) pairs, so summing the bit masks of one
     # integer equals OR-ing them; XOR with that mask flips each chosen bit once
-    mask = torch.zeros(flat.numel(), dtype=torch.int32)
+    mask = torch.zeros(flat.numel(), dtype=torch.int32, device=flat.device)
     mask.index_put_((idx,), torch.bitwise_left_shift(torch.ones_like(bit, dtype=torch.int32),
                                                      bit.to(torch.int32)), accumulate=True)
     u = to_unsigned(flat, bits) ^ mask
