@@ -6,6 +6,7 @@ re-run of a finished study only prints its table.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -136,9 +137,12 @@ def run_study(study: Study, progress: bool = True, log=print) -> pd.DataFrame:
     df = df[df["label"].isin([m.name for m in study.methods])]
     table = summary_table(df, attacks)
     outputs = [out / n for n in ("frontier.csv", "report.html", "summary.md")]
-    newest_input = max(p.stat().st_mtime for p in [results, study.file] +
-                       ([out / "attacks.json"] if attacks else []))
-    if not all(p.exists() and p.stat().st_mtime >= newest_input for p in outputs):
+    # content hash of the inputs (not mtimes, which a fresh clone scrambles)
+    inputs = [results, study.file, study.arch] + ([out / "attacks.json"] if attacks else [])
+    digest = hashlib.sha256(b"".join(Path(p).read_bytes() for p in inputs)).hexdigest()
+    stamp = out / ".report-inputs.sha256"
+    fresh = stamp.exists() and stamp.read_text().strip() == digest
+    if not (fresh and all(p.exists() for p in outputs)):
         energy = json.loads(energy_sidecar(results).read_text())
         layers = {k: v["layers"] for k, v in list(energy.items())[:1]}  # same net: one plot
         dataset = "CIFAR-10 (JPEG q75 copy)" if study.data == "cifar10" and \
@@ -150,6 +154,7 @@ def run_study(study: Study, progress: bool = True, log=print) -> pd.DataFrame:
         front.to_csv(out / "frontier.csv.tmp", index=False)
         os.replace(out / "frontier.csv.tmp", out / "frontier.csv")
         _atomic_text(out / "summary.md", _summary_md(study, table, dataset))
+        _atomic_text(stamp, digest + "\n")
     return table
 
 
