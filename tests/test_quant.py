@@ -56,7 +56,7 @@ def test_wcat_penalty_and_inits():
     q_mse.init_from(w)
     q_ber = create_quantizer("wcat", bits=4, init="ber_mse", init_ber=0.05)
     q_ber.init_from(w)
-    a_mse, a_ber = float(q_mse.a), float(q_ber.a)
+    a_mse, a_ber = float(q_mse.a.detach()), float(q_ber.a.detach())
     assert 1.0 < a_mse < 6.0
     assert a_ber < a_mse  # bit errors make large ranges costlier (errors scale with a)
     # the MSE optimum beats its neighbours on the objective it minimises
