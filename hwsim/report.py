@@ -81,7 +81,7 @@ def fig_layers(energy_layers: list[dict], title: str) -> go.Figure:
 
 def write_report(df: pd.DataFrame, out: str | Path, *, title: str = "hwsim report",
                  energy_layers: dict[str, list[dict]] | None = None,
-                 notes: str = "") -> pd.DataFrame:
+                 notes: str = "", table: pd.DataFrame | None = None) -> pd.DataFrame:
     """Write the HTML report; returns the frontier."""
     out = Path(out)
     front = frontier(df)
@@ -91,9 +91,10 @@ def write_report(df: pd.DataFrame, out: str | Path, *, title: str = "hwsim repor
             fig_vs(df, colors, "voltage", "Accuracy vs weight-memory supply voltage", False)]
     for name, layers in (energy_layers or {}).items():
         figs.append(fig_layers(layers, f"Energy per layer at nominal voltage: {name}"))
-    table = lowest_energy_within(df)
+    table = lowest_energy_within(df) if table is None else table
     parts = [f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(notes)}</p>" if notes else "",
-             "<h2>Lowest-energy voltage within 1 point of clean accuracy</h2>",
+             "<h2>Lowest-energy voltage within 1 point of clean accuracy"
+             + (" and BFA N_flip" if "bfa_n_flip" in table else "") + "</h2>",
              table.to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0)]
     for i, fig in enumerate(figs):
         fig.update_layout(template="plotly_white", height=520)

@@ -27,6 +27,8 @@ from .report import write_report
 from .study_spec import Method, Study
 from .sweep import energy_sidecar, read_rows, sweep, voltage_grid
 
+REPORT_VERSION = "2"  # bump when the report/summary layout changes: finished studies redo it
+
 
 def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name.replace("+", "_"))
@@ -139,7 +141,8 @@ def run_study(study: Study, progress: bool = True, log=print) -> pd.DataFrame:
     outputs = [out / n for n in ("frontier.csv", "report.html", "summary.md")]
     # content hash of the inputs (not mtimes, which a fresh clone scrambles)
     inputs = [results, study.file, study.arch] + ([out / "attacks.json"] if attacks else [])
-    digest = hashlib.sha256(b"".join(Path(p).read_bytes() for p in inputs)).hexdigest()
+    digest = hashlib.sha256(REPORT_VERSION.encode() + b"".join(
+        Path(p).read_bytes() for p in inputs)).hexdigest()
     stamp = out / ".report-inputs.sha256"
     fresh = stamp.exists() and stamp.read_text().strip() == digest
     if not (fresh and all(p.exists() for p in outputs)):
@@ -150,7 +153,7 @@ def run_study(study: Study, progress: bool = True, log=print) -> pd.DataFrame:
         notes = (f"{study.network} on {dataset}, arch {study.arch}, BER model: "
                  f"{ber_model.source}; accuracy = mean over bit-error realizations with 95% CI.")
         front = write_report(df, out / "report.html", title=f"hwsim study: {study.name}",
-                             energy_layers=layers, notes=notes)
+                             energy_layers=layers, notes=notes, table=table)
         front.to_csv(out / "frontier.csv.tmp", index=False)
         os.replace(out / "frontier.csv.tmp", out / "frontier.csv")
         _atomic_text(out / "summary.md", _summary_md(study, table, dataset))
