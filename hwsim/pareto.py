@@ -47,3 +47,20 @@ def lowest_energy_within(df: pd.DataFrame, points: float = 1.0) -> pd.DataFrame:
                     "energy_at_vmax_uJ": float(nominal["energy_uJ"]),
                     "saving_%": 100 * (1 - float(best["energy_uJ"]) / float(nominal["energy_uJ"]))})
     return pd.DataFrame(out)
+
+
+# column -> (title, format) for tables shown to people (summary.md, report, terminal)
+TABLE_COLUMNS = {
+    "method": ("method", "{}"), "clean_acc_%": ("clean acc %", "{:.2f}"),
+    "v_min_V": ("V_min (V)", "{:.2f}"), "ber_at_v_min": ("BER at V_min", "{:.2g}"),
+    "acc_at_v_min_%": ("acc at V_min %", "{:.2f}"),
+    "energy_at_v_min_uJ": ("E at V_min (uJ)", "{:.4g}"),
+    "energy_at_vmax_uJ": ("E at Vmax (uJ)", "{:.4g}"), "saving_%": ("saving %", "{:.1f}"),
+    "bfa_n_flip": ("BFA N_flip", "{}")}
+
+
+def readable_table(t: pd.DataFrame) -> pd.DataFrame:
+    """Formatted strings under human column titles."""
+    cols = [c for c in TABLE_COLUMNS if c in t]
+    return pd.DataFrame({TABLE_COLUMNS[c][0]: [TABLE_COLUMNS[c][1].format(v) for v in t[c]]
+                         for c in cols})

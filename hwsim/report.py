@@ -9,7 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
-from .pareto import frontier, lowest_energy_within
+from .pareto import frontier, lowest_energy_within, readable_table
 
 PALETTE = qualitative.D3 + qualitative.Set2
 
@@ -95,7 +95,7 @@ def write_report(df: pd.DataFrame, out: str | Path, *, title: str = "hwsim repor
     parts = [f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(notes)}</p>" if notes else "",
              "<h2>Lowest-energy voltage within 1 point of clean accuracy"
              + (" and BFA N_flip" if "bfa_n_flip" in table else "") + "</h2>",
-             table.to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0)]
+             readable_table(table).to_html(index=False, border=0)]
     for i, fig in enumerate(figs):
         fig.update_layout(template="plotly_white", height=520)
         parts.append(fig.to_html(full_html=False, include_plotlyjs=(i == 0),

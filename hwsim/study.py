@@ -22,12 +22,12 @@ from models.data import load_dataset
 from models.train import TrainConfig, train
 
 from .ber import BerModel
-from .pareto import lowest_energy_within
+from .pareto import lowest_energy_within, readable_table
 from .report import write_report
 from .study_spec import Method, Study
 from .sweep import energy_sidecar, read_rows, sweep, voltage_grid
 
-REPORT_VERSION = "2"  # bump when the report/summary layout changes: finished studies redo it
+REPORT_VERSION = "3"  # bump when the report/summary layout changes: finished studies redo it
 
 
 def _slug(name: str) -> str:
@@ -72,15 +72,9 @@ def summary_table(df: pd.DataFrame, attacks: dict | None) -> pd.DataFrame:
 
 
 def format_table(t: pd.DataFrame) -> str:
-    cols = {"method": "method", "clean_acc_%": "clean acc %", "v_min_V": "V_min (V)",
-            "ber_at_v_min": "BER at V_min", "acc_at_v_min_%": "acc at V_min %",
-            "energy_at_v_min_uJ": "E at V_min (uJ)", "energy_at_vmax_uJ": "E at Vmax (uJ)",
-            "saving_%": "saving %", "bfa_n_flip": "BFA N_flip"}
-    t = t[[c for c in cols if c in t]].rename(columns=cols)
-    fmt = {"clean acc %": "{:.2f}", "V_min (V)": "{:.2f}", "BER at V_min": "{:.2g}",
-           "acc at V_min %": "{:.2f}", "E at V_min (uJ)": "{:.4g}", "E at Vmax (uJ)": "{:.4g}",
-           "saving %": "{:.1f}"}
-    rows = [[fmt.get(c, "{}").format(v) for c, v in r.items()] for _, r in t.iterrows()]
+    """The summary table as Markdown (also printed by `hwsim study`)."""
+    t = readable_table(t)
+    rows = [list(r) for r in t.itertuples(index=False)]
     widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(t.columns)]
     line = lambda cells: "| " + " | ".join(c.rjust(w) for c, w in zip(cells, widths)) + " |"
     sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
