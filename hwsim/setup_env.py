@@ -6,6 +6,7 @@ rebuild the binary in place (`make opt`, ~15 s) whenever the shipped one does no
 """
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -36,8 +37,10 @@ def ensure_cacti() -> None:
         print(f"CACTI ok: {folder / 'cacti'}")
         return
     print(f"CACTI does not run ({why}); rebuilding from source with `make opt` in {folder}")
-    subprocess.run(["make", "opt", f"-j{max(1, len(__import__('os').sched_getaffinity(0)))}"],
-                   cwd=folder, check=True, stdout=subprocess.DEVNULL)
+    r = subprocess.run(["make", "opt", f"-j{max(1, len(os.sched_getaffinity(0)))}"],
+                       cwd=folder, capture_output=True, text=True)
+    if r.returncode != 0:  # compiler chatter is shown only when the build fails
+        sys.exit(f"CACTI rebuild failed (make opt in {folder}):\n{r.stdout[-2000:]}{r.stderr[-3000:]}")
     ok, why = cacti_runs(folder)
     if not ok:
         sys.exit(f"CACTI rebuild failed: {why}")

@@ -5,6 +5,8 @@ K: accuracy = sum_k P(K=k) E[acc | K=k]. K = 0 is the clean accuracy (computed o
 noise); K = 1..k_max are strata of their own; K > k_max is a last stratum sampled from the
 conditional binomial tail. Given K = k the k positions are uniform, so each stratum is sampled
 exactly. When flips are plentiful (n p large) strata buy nothing and we do plain Monte Carlo.
+When even one flip is very unlikely (P(K > 0) < 1e-5) the clean accuracy is returned with
+that probability as the (deterministic) error bound.
 Realizations are spent in rounds (proportional/Neyman allocation) until the 95% CI half-width
 reaches `ci_target` or the budget is used. The estimate is unbiased; its variance is the usual
 stratified sum_k w_k^2 s_k^2 / n_k.
@@ -26,6 +28,7 @@ from .faults import sample_positions
 
 PLAIN_MC_ABOVE = 6.0  # expected flips above which stratifying on K gains nothing
 TAIL_TABLE_MAX = 4000
+NEGLIGIBLE = 1e-5  # below this P(any flip) the clean accuracy is within 1e-5 of the truth
 
 
 @dataclass
@@ -36,7 +39,7 @@ class Estimate:
     std: float  # spread of accuracy across realizations (mixture std)
     ci95: float  # half-width of the 95% CI of `mean`
     realizations: int
-    estimator: str  # 'exact' | 'stratified' | 'mc'
+    estimator: str  # 'exact' | 'bound' | 'stratified' | 'mc'
     expected_flips: float
 
     def as_dict(self) -> dict:
@@ -113,6 +116,11 @@ def estimate_accuracy(model, data, ber: float, *, max_realizations: int = 50,
     n_bits = stored.n_bits
     if ber == 0:
         return Estimate(0.0, clean, clean, 0.0, 0.0, 0, "exact", 0.0)
+    p_any = -math.expm1(n_bits * math.log1p(-ber))  # P(K > 0)
+    if p_any < NEGLIGIBLE and not force_mc:
+        # flips are this rare: accuracy is clean except with probability p_any, so
+        # |E[acc] - clean| <= p_any; report that bound as the interval, spend nothing
+        return Estimate(ber, clean, clean, 0.0, p_any, 0, "bound", n_bits * ber)
     rng = np.random.default_rng(seed)
     kind, w0, strata = _strata(n_bits, ber, rng, force_mc)
 

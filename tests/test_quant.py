@@ -83,7 +83,7 @@ def test_lsq_init_and_gradient_scale():
     w = torch.randn(500)
     q = create_quantizer("lsq", bits=4)
     q.init_from(w)
-    assert float(q.s) == pytest.approx(2 * float(w.abs().mean()) / math.sqrt(7))
+    assert float(q.s.detach()) == pytest.approx(2 * float(w.abs().mean()) / math.sqrt(7))
     wq = w.clone().requires_grad_(True)
     q(wq).sum().backward()
     # d/ds of round(clip(w/s))*s is (round(v)-v) inside, +/-Qp outside; times 1/sqrt(N*Qp)

@@ -155,3 +155,11 @@ def test_shipped_quickstart_study_parses():
     assert [m.name for m in s.methods] == ["normal", "normal+bfn", "plclip", "plclip+bfn",
                                           "lsq", "lsq+bfn", "wcat", "wcat+bfn"]
     assert s.voltages.min == 0.35 and s.voltages.max == 0.8
+
+
+def test_negligible_flip_probability_returns_clean_with_bound(trained, digits):
+    model, _ = load_checkpoint(trained("wcat"))
+    est = estimate_accuracy(model, digits[1], 1e-12, max_realizations=50)
+    assert est.estimator == "bound" and est.realizations == 0
+    assert est.mean == est.clean and 0 < est.ci95 < 1e-5
+    assert est.ci95 == pytest.approx(est.expected_flips, rel=1e-3)  # P(K>0) ~ n p
