@@ -88,9 +88,10 @@ class BerModel:
         os.replace(tmp, path)
 
 
-def check_voltage(v) -> float:
+def check_voltage(v, what: str = "voltage") -> float:
+    """The one validation of a supply voltage (V > 0, finite) used everywhere."""
     if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v <= 0:
-        raise ConfigError(f"voltage {v!r}: must be a positive number of volts")
+        raise ConfigError(f"{what} {v!r}: must be a positive number of volts")
     return float(v)
 
 

@@ -18,7 +18,6 @@ import contextlib
 import fcntl
 import hashlib
 import json
-import math
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from typing import Iterable, Sequence
 from models.errors import ConfigError
 
 from . import accelforge_backend as backend
+from .ber import check_voltage
 from .workload import LayerShape
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -103,20 +103,10 @@ class NetworkEnergy:
         }
 
 
-def _check_voltage(voltage, what="voltage") -> float:
-    try:
-        v = float(voltage)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{what} must be a number in volts, got {voltage!r}") from None
-    if not (v > 0) or not math.isfinite(v):
-        raise ConfigError(f"{what} must be > 0 V, got {voltage!r}")
-    return v
-
-
 def voltage_factor(voltage, v_nominal=0.8) -> float:
     """(V / V_nominal)^2, the dynamic-energy scale of the weight memory."""
-    v = _check_voltage(voltage)
-    vn = _check_voltage(v_nominal, "v_nominal")
+    v = check_voltage(voltage)
+    vn = check_voltage(v_nominal, "v_nominal")
     return (v / vn) ** 2
 
 

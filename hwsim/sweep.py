@@ -32,7 +32,7 @@ COLUMNS = ["checkpoint", "label", "method", "quantizer", "bits", "bfn_rate", "vo
 
 def voltage_grid(vmin: float, vmax: float, step: float) -> list[float]:
     for name, v in (("vmin", vmin), ("vmax", vmax)):
-        check_voltage(v)
+        check_voltage(v, name)
     if not step > 0:
         raise ConfigError(f"voltage step {step!r}: must be > 0")
     if vmin > vmax:

@@ -67,24 +67,9 @@ class CifarResNet(nn.Module):
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
 
-@NETWORKS.register("resnet20")
-class ResNet20(CifarResNet):
-    depth = 20
-
-
-@NETWORKS.register("resnet32")
-class ResNet32(CifarResNet):
-    depth = 32
-
-
-@NETWORKS.register("resnet44")
-class ResNet44(CifarResNet):
-    depth = 44
-
-
-@NETWORKS.register("resnet56")
-class ResNet56(CifarResNet):
-    depth = 56
+for _depth in (20, 32, 44, 56):  # resnet20 ... resnet56: the class differs only in depth
+    NETWORKS.register(f"resnet{_depth}")(type(f"ResNet{_depth}", (CifarResNet,), {
+        "depth": _depth, "__doc__": f"ResNet-{_depth} for 32x32 inputs, option-A shortcuts."}))
 
 
 @NETWORKS.register("small_cnn")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from hwsim.ber import check_voltage
 from models.errors import ConfigError
 
 from .common import print_json
@@ -109,8 +110,7 @@ def run(args) -> int:
         raise ConfigError("--model is required (a network name such as resnet20, or a "
                           "checkpoint path); or use --fill-cache")
     if args.voltage is not None:
-        from hwsim.energy import _check_voltage
-        _check_voltage(args.voltage, "--voltage")
+        check_voltage(args.voltage, "--voltage")
 
     name, bits, ne = compute(args.arch, args.model, args.weight_bits, args.act_bits, progress)
     out = ne.to_dict()
