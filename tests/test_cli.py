@@ -1,0 +1,76 @@
+"""The `hwsim` command line end to end on digits (energy from the committed cache)."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hwsim.cli import main
+
+ARCH = Path(__file__).resolve().parent.parent / "arch" / "eyeriss_sram.yaml"
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_help_lists_every_subcommand(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    for cmd in ("train", "eval", "ber", "energy", "sweep", "pareto", "study", "attack"):
+        assert f"    {cmd} " in text
+
+
+def test_train_eval_sweep_pareto(capsys, tmp_path):
+    ck = tmp_path / "mlp.pt"
+    code, out, _ = run(capsys, "train", "--model", "mlp", "--quantizer", "wcat", "--epochs", 3,
+                       "--out", ck, "--no-progress", "--seed", 1)
+    assert code == 0 and "test accuracy" in out
+    assert len((tmp_path / "mlp.pt.log").read_text().splitlines()) == 3  # one line per epoch
+    code, out, _ = run(capsys, "eval", "--checkpoint", ck, "--ber", 0.01, "--realizations", 5,
+                       "--json")
+    r = json.loads(out)
+    assert code == 0 and r["method"] == "wcat" and r["realizations"] == 5
+    assert 0.8 < r["clean"] <= 1 and r["mean"] <= r["clean"] + 0.05
+    csv = tmp_path / "r.csv"
+    code, out, _ = run(capsys, "sweep", "--checkpoint", ck, "--arch", ARCH, "--vmin", 0.4,
+                       "--vmax", 0.8, "--step", 0.2, "--realizations", 4, "--out", csv,
+                       "--no-progress")
+    df = pd.read_csv(csv)
+    assert code == 0 and list(df.voltage) == [0.4, 0.6, 0.8]
+    assert df.energy_uJ.iloc[2] == pytest.approx(df.energy_nominal_uJ.iloc[2])
+    assert df.energy_uJ.is_monotonic_increasing
+    code, out, _ = run(capsys, "pareto", csv, "--out", tmp_path / "rep.html")
+    assert code == 0 and (tmp_path / "rep.html").stat().st_size > 3_000_000
+    front = pd.read_csv(tmp_path / "rep_frontier.csv")
+    assert 1 <= len(front) <= 3
+
+
+def test_ber_fit_cli_writes_a_model_every_command_reads(capsys, tmp_path):
+    v = np.linspace(0.3, 0.7, 20)
+    pd.DataFrame({"voltage": v, "ber": np.minimum(np.exp(20 - 60 * v), 0.5)}).to_csv(
+        tmp_path / "m.csv", index=False)
+    code, out, _ = run(capsys, "ber", "fit", tmp_path / "m.csv", "--linear",
+                       "--out", tmp_path / "m.yaml")
+    assert code == 0 and "a = 20" in out and "b = -60" in out
+    code, out, _ = run(capsys, "ber", "--voltage", 0.5, "--ber-model", tmp_path / "m.yaml",
+                       "--json")
+    assert json.loads(out)["ber"] == pytest.approx(np.exp(20 - 30), rel=1e-6)
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["ber", "--voltage", "-1"], "voltage -1.0: must be a positive number of volts"),
+    (["ber", "--rate", "0.9"], "bit error rate 0.9: must be in (0, 0.5]"),
+    (["eval", "--checkpoint", "missing.pt"], "checkpoint 'missing.pt' does not exist"),
+    (["study", "missing.yaml"], "study file 'missing.yaml' does not exist"),
+    (["train", "--out", "x.pt", "--data", "cifar10"], "cifar10 needs a data root"),
+    (["train", "--out", "x.pt", "--param", "c"], "--param 'c': expected KEY=VALUE"),
+])
+def test_user_mistakes_are_one_line_errors(capsys, argv, fragment):
+    code, _, err = run(capsys, *argv)
+    assert code == 2
+    assert fragment in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
