@@ -17,7 +17,7 @@ from tqdm import tqdm
 from .checkpoint import FORMAT, build_model, read_checkpoint, save_atomic
 from .data import load_dataset
 from .errors import ConfigError
-from .evaluate import accuracy
+from .evaluate import accuracy, use_channels_last
 from .networks import NETWORKS
 from .quant import QUANTIZERS, post_step, quant_penalty
 
@@ -132,6 +132,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: boo
                    total=n_batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
                    disable=not progress, file=sys.stderr)
         for x, y in bar:
+            x = use_channels_last(model, x)
             logits = model(x)
             loss = F.cross_entropy(logits, y)
             total = loss + quant_penalty(model)
