@@ -103,10 +103,10 @@ def test_plclip_ranges_on_hand_made_model():
     a0, a1 = float(model[0].quantizer.a), float(model[1].quantizer.a)
     assert a0 == pytest.approx(0.1)             # largest layer: c * 4/4
     assert a1 == pytest.approx(0.1 * 2.0 / 4.0)  # c * 2/4
-    assert float(model[0].weight.abs().max()) == pytest.approx(0.1)
-    assert float(model[1].weight.abs().max()) == pytest.approx(0.05)
-    assert float(model[1].weight[1, 0]) == pytest.approx(0.05)  # 0.1 clipped to the range
-    assert float(model[1].weight[1, 1]) == pytest.approx(0.05)
+    assert model[0].weight.abs().max().item() == pytest.approx(0.1)
+    assert model[1].weight.abs().max().item() == pytest.approx(0.05)
+    assert model[1].weight[1, 0].item() == pytest.approx(0.05)  # 0.1 clipped to the range
+    assert model[1].weight[1, 1].item() == pytest.approx(0.05)
 
 
 def test_bfn_is_straight_through_and_noisy():
