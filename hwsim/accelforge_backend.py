@@ -23,6 +23,7 @@ import contextlib
 import copy
 import hashlib
 import io
+import json
 import logging
 import math
 import os
@@ -93,7 +94,16 @@ def _read_bytes(arch_file) -> bytes:
 
 
 def arch_sha256(arch_file) -> str:
-    return hashlib.sha256(_read_bytes(arch_file)).hexdigest()
+    """Hash of what AccelForge sees: the parsed file without its `hwsim:` section, so that
+    comments, formatting and the choice of voltage-scaled components (which do not change
+    any component energy) keep the cached mappings valid. Files that need AccelForge's
+    loader (jinja, includes) are hashed byte for byte."""
+    raw = _read_bytes(arch_file)
+    d = _load_yaml_plain(raw.decode("utf-8", errors="replace"))
+    if not isinstance(d, dict):
+        return hashlib.sha256(raw).hexdigest()
+    d = {k: v for k, v in d.items() if k != "hwsim"}
+    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _load_yaml_plain(text: str):

@@ -2,11 +2,12 @@
 
 Every distinct layer shape is mapped once through AccelForge (hwsim.accelforge_backend)
 and stored in a JSON cache keyed by
-    sha256(arch file bytes) | LayerShape.key() | mapper settings version / fast flag
+    sha256(arch spec without hwsim:) | LayerShape.key() | mapper settings version / fast flag
 so repeated shapes (ResNet-32/44/56 reuse ResNet-20's shapes) cost nothing. For arch files
-shipped in the repository's arch/ folder the cache lives in arch/cache/<stem>.json and is
+shipped in the repository's arch/ folder the cache lives in arch/cache/energy.json and is
 committed; for any other arch file it lives in $HWSIM_ENERGY_CACHE (default
-~/.cache/hwsim/energy).
+~/.cache/hwsim/energy). The arch hash covers what AccelForge sees (the parsed file without
+its `hwsim:` section), so editing comments or the voltage-scaled components reuses mappings.
 
 Voltage scaling (WCAT): only the weight memory runs at the scaled supply V; its dynamic
 energy scales as (V / V_nominal)^2, everything else stays at nominal:
@@ -34,6 +35,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_ARCH_DIR = REPO_ROOT / "arch"
 SHIPPED_CACHE_DIR = SHIPPED_ARCH_DIR / "cache"
 CACHE_FORMAT = 1
+CACHE_NAME = "energy.json"
 
 
 # --------------------------------------------------------------------------- results
@@ -128,15 +130,16 @@ def scaled_weight_memory(net_energy: NetworkEnergy, voltage, v_nominal=None) -> 
 # --------------------------------------------------------------------------- cache
 
 def cache_path_for(arch_file, cache_dir=None) -> Path:
-    """Where the cache for `arch_file` lives (see module docstring)."""
+    """Where the cache for `arch_file` lives (see module docstring). One file serves every
+    arch of a folder: entries are keyed by the spec hash, so variants share mappings."""
     arch = Path(arch_file).resolve()
     if cache_dir is not None:
-        return Path(cache_dir) / f"{arch.stem}.json"
+        return Path(cache_dir) / CACHE_NAME
     if arch.parent == SHIPPED_ARCH_DIR.resolve():
-        return SHIPPED_CACHE_DIR / f"{arch.stem}.json"
+        return SHIPPED_CACHE_DIR / CACHE_NAME
     base = Path(os.environ.get("HWSIM_ENERGY_CACHE",
                                Path.home() / ".cache" / "hwsim" / "energy"))
-    return base / f"{arch.stem}.json"
+    return base / CACHE_NAME
 
 
 def cache_key(sha: str, layer: LayerShape, fast: bool = True) -> str:

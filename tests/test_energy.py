@@ -9,10 +9,11 @@ import pytest
 from hwsim import accelforge_backend as backend
 from hwsim.energy import (LayerResult, NetworkEnergy, cache_key, network_energy,
                           scaled_energy, scaled_weight_memory, voltage_factor)
-from hwsim.workload import LayerShape
+from hwsim.workload import LayerShape, extract_layers
 from models.errors import ConfigError
 
-ARCH = Path(__file__).resolve().parent.parent / "arch" / "eyeriss_sram.yaml"
+ROOT = Path(__file__).resolve().parent.parent
+ARCH = ROOT / "arch" / "eyeriss_sram.yaml"
 TINY = LayerShape("tiny", "conv", in_channels=4, out_channels=4, kernel=(3, 3),
                   output=(4, 4), input=(4, 4), stride=(1, 1), padding=(1, 1))
 
@@ -155,7 +156,7 @@ def test_live_mapping_and_cache_roundtrip(tmp_path):
     assert again.layers[0].cached and again.layers[1].cached
     assert again.layers[0].components_uJ == layer.components_uJ
     assert again.total_uJ == pytest.approx(2 * ne.total_uJ, rel=1e-15)
-    assert (tmp_path / "eyeriss_sram.json").is_file()
+    assert (tmp_path / "energy.json").is_file()
     assert cache_key(ne.arch_sha256, TINY) .startswith(ne.arch_sha256 + "|conv:C4:M4")
 
 
@@ -170,7 +171,7 @@ def test_committed_cache_covers_shipped_networks(net, bits, monkeypatch):
     from hwsim.workload import extract_layers
 
     def no_mapping(*a, **k):
-        raise AssertionError("arch/cache/eyeriss_sram.json is stale or incomplete: run "
+        raise AssertionError("arch/cache/energy.json is stale or incomplete: run "
                              "`hwsim energy --fill-cache` (see arch/README.md)")
     monkeypatch.setattr(backend, "map_layer", no_mapping)
     layers = extract_layers(create_model(net, num_classes=10), input_shape(net),
@@ -179,3 +180,30 @@ def test_committed_cache_covers_shipped_networks(net, bits, monkeypatch):
     assert all(layer.cached for layer in ne.layers)
     assert ne.total_uJ > 0 and 0 < ne.weight_share < 1
     assert ne.components_uJ["WeightSRAM"] == pytest.approx(ne.weight_memory_uJ)
+
+
+def test_arch_hash_ignores_comments_and_hwsim_section(tmp_path):
+    from hwsim.accelforge_backend import arch_sha256
+    base = ROOT / "arch" / "eyeriss_sram.yaml"
+    text = base.read_text()
+    variant = tmp_path / "v.yaml"
+    variant.write_text("# a new comment\n" + text.replace(
+        "weight_memory: [WeightSRAM]", "weight_memory: [WeightSRAM, WeightScratchpad]"))
+    assert arch_sha256(variant) == arch_sha256(base)
+    assert arch_sha256(ROOT / "arch" / "eyeriss_sram_wspad.yaml") == arch_sha256(base)
+    changed = tmp_path / "c.yaml"
+    changed.write_text(text.replace("tech_node: 65e-9", "tech_node: 45e-9", 1))
+    assert arch_sha256(changed) != arch_sha256(base)
+
+
+def test_scaled_domain_variant_is_served_from_cache(monkeypatch):
+    """eyeriss_sram_wspad.yaml maps nothing; only the weight-memory split changes."""
+    from hwsim import accelforge_backend as backend
+    from models import create_model, input_shape
+    monkeypatch.setattr(backend, "map_layer", lambda *a, **k: pytest.fail("mapped"))
+    layers = extract_layers(create_model("resnet20"), input_shape("resnet20"), weight_bits=4)
+    a = network_energy(ROOT / "arch" / "eyeriss_sram.yaml", layers, progress=False)
+    b = network_energy(ROOT / "arch" / "eyeriss_sram_wspad.yaml", layers, progress=False)
+    assert a.total_uJ == b.total_uJ
+    assert b.weight_memory_uJ == pytest.approx(
+        a.weight_memory_uJ + a.components_uJ["WeightScratchpad"])
