@@ -13,11 +13,13 @@ import platform
 import re
 import shlex
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
 
 from models.checkpoint import read_checkpoint
+from models.errors import ConfigError
 from models.data import load_dataset
 from models.train import TrainConfig, train
 
@@ -47,8 +49,17 @@ def train_config(study: Study, m: Method) -> TrainConfig:
                        weight_decay=t.weight_decay, seed=study.seed, init_from=t.init_from)
 
 
-def _trained(path: Path, epochs: int) -> bool:
-    return path.exists() and read_checkpoint(path)["epoch"] >= epochs
+def _trained(path: Path, cfg: TrainConfig) -> bool:
+    """True when `path` holds a finished training of exactly this recipe; a checkpoint of
+    another recipe is an error rather than silently reused or overwritten."""
+    if not path.exists():
+        return False
+    ck = read_checkpoint(path)
+    if ck["config"]["train"] != asdict(cfg):
+        raise ConfigError(f"{path} was trained with another recipe than the study now asks "
+                          "for; delete it (and its rows in results.csv) to retrain, or give "
+                          "the changed method a new name")
+    return ck["epoch"] >= cfg.epochs
 
 
 def _atomic_text(path: Path, text: str) -> None:
@@ -100,7 +111,7 @@ def run_study(study: Study, progress: bool = True, log=print) -> pd.DataFrame:
             read_checkpoint(path)  # must exist and be valid
             continue
         cfg = train_config(study, m)
-        if _trained(path, cfg.epochs):
+        if _trained(path, cfg):
             continue
         log(f"== training {m.name} -> {path}")
         if study.training.threads:

@@ -129,6 +129,10 @@ def test_study_runs_then_rerun_does_no_work(no_mapper, tmp_path, monkeypatch):
     monkeypatch.setattr(sw, "estimate_accuracy", lambda *a, **k: pytest.fail("re-swept"))
     run_study(load_study(f), progress=False, log=lambda s: None)
     assert stamp == {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    # a changed recipe is not silently served by the old checkpoints
+    f.write_text(f.read_text().replace("lr: 0.05", "lr: 0.02"))
+    with pytest.raises(ConfigError, match="another recipe"):
+        run_study(load_study(f), progress=False, log=lambda s: None)
 
 
 @pytest.mark.parametrize("edit, message", [
