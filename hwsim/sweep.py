@@ -3,6 +3,7 @@
 `resume` skips every point already in the file."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -24,7 +25,7 @@ from .ber import BerModel, check_voltage
 from .energy import NetworkEnergy, network_energy, scaled_energy, scaled_weight_memory
 from .workload import extract_layers
 
-COLUMNS = ["checkpoint", "label", "method", "quantizer", "bits", "bfn_rate", "voltage", "ber",
+COLUMNS = ["checkpoint", "checkpoint_sha256", "label", "method", "quantizer", "bits", "bfn_rate", "voltage", "ber",
            "acc_clean", "acc_mean", "acc_std", "acc_ci95", "realizations", "estimator",
            "expected_flips", "energy_uJ", "energy_weight_mem_uJ", "energy_nominal_uJ",
            "seed", "test_images"]
@@ -63,6 +64,10 @@ def write_rows_atomic(df: pd.DataFrame, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def file_sha256(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
 def point_seed(seed: int, voltage: float) -> int:
     # per-point seed: a resumed sweep draws exactly what an uninterrupted one would
     return int(seed) * 1_000_003 + int(round(voltage * 1e6))
@@ -96,6 +101,11 @@ def sweep(checkpoint: str, arch: str, voltages: list[float], out: str | Path, *,
             raise ConfigError(f"{out} already holds points of {checkpoint}; pass --resume to "
                               "continue it, or choose another --out")
     rows = read_rows(out)
+    fingerprint = file_sha256(checkpoint)
+    mine = rows["checkpoint"].astype(str) == str(checkpoint)
+    if "checkpoint_sha256" in rows and (rows.loc[mine, "checkpoint_sha256"] != fingerprint).any():
+        raise ConfigError(f"{out} holds points of an earlier version of {checkpoint} (the file "
+                          "changed since); remove those rows or choose another --out")
     have = set(zip(rows["checkpoint"].astype(str), rows["voltage"].round(6)))
     todo = [v for v in voltages if (str(checkpoint), round(v, 6)) not in have]
     if not todo:
@@ -120,7 +130,7 @@ def sweep(checkpoint: str, arch: str, voltages: list[float], out: str | Path, *,
                                 ci_target=ci_target, seed=point_seed(seed, v), stored=stored,
                                 clean=clean, progress=progress)
         e_total, e_weight = scaled_energy(energy, v), scaled_weight_memory(energy, v)
-        row = {"checkpoint": str(checkpoint), "label": label,
+        row = {"checkpoint": str(checkpoint), "checkpoint_sha256": fingerprint, "label": label,
                "method": method_name(config), "quantizer": q["name"], "bits": q["bits"],
                "bfn_rate": q.get("bfn_rate", 0.0), "voltage": v, "ber": ber,
                "acc_clean": clean, "acc_mean": est.mean, "acc_std": est.std,

@@ -47,7 +47,8 @@ def test_energy_at_nominal_and_v_squared(no_mapper, trained, digits, tmp_path):
 
 
 def test_sweep_resume_after_crash(no_mapper, trained, digits, tmp_path, monkeypatch):
-    ck, grid = str(trained("wcat")), [0.40, 0.42, 0.44, 0.46]
+    ck, grid = str(tmp_path / "wcat.pt"), [0.40, 0.42, 0.44, 0.46]
+    shutil.copy(trained("wcat"), ck)
     full = sw.sweep(ck, "x", grid, tmp_path / "full.csv", realizations=6, seed=1,
                     data=digits[1], progress=False)
     calls = {"n": 0}
@@ -73,6 +74,11 @@ def test_sweep_resume_after_crash(no_mapper, trained, digits, tmp_path, monkeypa
                     resume=True, data=digits[1], progress=False)
     pd.testing.assert_frame_equal(done.reset_index(drop=True), full.reset_index(drop=True),
                                   check_dtype=False)
+    # a retrained checkpoint at the same path does not silently inherit the old points
+    shutil.copy(trained("normal"), ck)
+    with pytest.raises(ConfigError, match="earlier version"):
+        sw.sweep(ck, "x", grid + [0.5], tmp_path / "part.csv", resume=True, data=digits[1],
+                 progress=False)
 
 
 @pytest.mark.parametrize("ber", [2e-5, 1e-4, 3e-3])
