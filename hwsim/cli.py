@@ -7,6 +7,7 @@ import importlib
 import os
 import sys
 
+from hwsim import __version__
 from models.errors import ConfigError
 
 # module name under hwsim.commands -> loaded lazily so `hwsim --help` stays fast
@@ -17,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hwsim",
         description="Accuracy under SRAM bit errors vs. weight-memory energy (WCAT co-design).")
+    parser.add_argument("--version", action="version", version=f"hwsim {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         try:
