@@ -60,7 +60,8 @@ TABLE_COLUMNS = {
 
 
 def readable_table(t: pd.DataFrame) -> pd.DataFrame:
-    """Formatted strings under human column titles."""
-    cols = [c for c in TABLE_COLUMNS if c in t]
-    return pd.DataFrame({TABLE_COLUMNS[c][0]: [TABLE_COLUMNS[c][1].format(v) for v in t[c]]
-                         for c in cols})
+    """Formatted strings under human column titles; columns unknown to TABLE_COLUMNS are
+    already formatted and keep their name and place."""
+    return pd.DataFrame({TABLE_COLUMNS[c][0] if c in TABLE_COLUMNS else c:
+                         [TABLE_COLUMNS[c][1].format(v) for v in t[c]] if c in TABLE_COLUMNS
+                         else list(t[c]) for c in t.columns})

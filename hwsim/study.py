@@ -74,8 +74,13 @@ def _versions() -> str:
     return ", ".join(f"{p} {version(p)}" for p in pk) + f", Python {platform.python_version()}"
 
 
-def summary_table(df: pd.DataFrame, attacks: dict | None) -> pd.DataFrame:
+def summary_table(df: pd.DataFrame, attacks: dict | None,
+                  at_ber: dict | None = None) -> pd.DataFrame:
     t = lowest_energy_within(df, points=1.0)
+    for ber in sorted({b for v in (at_ber or {}).values() for b in v}, key=float):
+        t[f"acc % at BER {float(ber):g}"] = [
+            f"{100 * at_ber[m][ber]['mean']:.2f} +/- {100 * at_ber[m][ber]['std']:.2f}"
+            if ber in at_ber.get(m, {}) else "" for m in t["method"]]
     if attacks:
         t["bfa_n_flip"] = [f"{attacks[m]['n_flip_mean']:.1f} +/- {attacks[m]['n_flip_std']:.1f}"
                            if m in attacks else "" for m in t["method"]]
@@ -134,18 +139,23 @@ def run_study(study: Study, progress: bool = True, log=print) -> pd.DataFrame:
               ci_target=study.monte_carlo.ci_target, seed=study.seed, resume=True,
               label=m.name, data=get_data()[1], progress=progress)
 
-    # 3. adversarial bit flips (optional)
+    # 3. accuracy at fixed bit error rates (the paper's Table 1 columns), optional
+    at_ber = _run_fixed_bers(study, out / "at_ber.json", get_data, progress, log) \
+        if study.bers else None
+
+    # 4. adversarial bit flips (optional)
     attacks = None
     if study.attacks.bfa_seeds > 0:
         attacks = _run_attacks(study, out / "attacks.json", get_data, progress, log)
 
-    # 4. frontier, report, summary: only when results changed since they were written
+    # 5. frontier, report, summary: only when results changed since they were written
     df = read_rows(results)
     df = df[df["label"].isin([m.name for m in study.methods])]
-    table = summary_table(df, attacks)
+    table = summary_table(df, attacks, at_ber)
     outputs = [out / n for n in ("frontier.csv", "report.html", "summary.md")]
     # content hash of the inputs (not mtimes, which a fresh clone scrambles)
-    inputs = [results, study.file, study.arch] + ([out / "attacks.json"] if attacks else [])
+    inputs = [results, study.file, study.arch] + [
+        p for p in (out / "attacks.json", out / "at_ber.json") if p.exists()]
     digest = hashlib.sha256(REPORT_VERSION.encode() + b"".join(
         Path(p).read_bytes() for p in inputs)).hexdigest()
     stamp = out / ".report-inputs.sha256"
@@ -205,3 +215,33 @@ def _run_attacks(study: Study, path: Path, get_data, progress, log) -> dict:
         done[key] = dict(r, settings=settings)
         _atomic_text(path, json.dumps(done, indent=1))
     return done
+
+
+def _run_fixed_bers(study: Study, path: Path, get_data, progress, log) -> dict:
+    """{method: {ber (str): estimate dict}} for the study's `bers:`, with the sweep's Monte
+    Carlo settings; each entry is kept while its checkpoint and settings are unchanged."""
+    from models.checkpoint import load_checkpoint
+    from models.estimate import estimate_accuracy
+    from .sweep import file_sha256, point_seed
+    done = json.loads(path.read_text()) if path.exists() else {}
+    mc = study.monte_carlo
+    for m in study.methods:
+        ck = checkpoint_path(study, m)
+        settings = {"checkpoint_sha256": file_sha256(ck), "realizations": mc.realizations,
+                    "ci_target": mc.ci_target, "seed": study.seed}
+        entry = done.get(m.name, {})
+        if entry.get("settings") != settings:
+            entry = {"settings": settings}
+        todo = [b for b in study.bers if repr(b) not in entry]
+        if not todo:
+            continue
+        log(f"== accuracy of {m.name} at BER {', '.join(map(repr, todo))}")
+        model, _ = load_checkpoint(ck)
+        for b in todo:
+            est = estimate_accuracy(model, get_data()[1], b, max_realizations=mc.realizations,
+                                    ci_target=mc.ci_target, seed=point_seed(study.seed, b),
+                                    progress=progress)
+            entry[repr(b)] = est.as_dict()
+            done[m.name] = entry
+            _atomic_text(path, json.dumps(done, indent=1))
+    return {k: {b: v for b, v in e.items() if b != "settings"} for k, e in done.items()}

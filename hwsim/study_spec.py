@@ -109,6 +109,7 @@ class Study:
     voltages: Voltages
     monte_carlo: MonteCarlo
     attacks: Attacks
+    bers: list[float] = field(default_factory=list)
     seed: int = 0
     act_bits: int = 8
     results_dir: str | None = None
@@ -120,7 +121,7 @@ class Study:
 
 
 TOP = ["name", "description", "seed", "data", "network", "methods", "training", "arch",
-       "ber_model", "voltages", "monte_carlo", "attacks", "act_bits", "results_dir"]
+       "ber_model", "voltages", "monte_carlo", "attacks", "bers", "act_bits", "results_dir"]
 
 
 def _sub(r: _Reader, d: dict, key: str, cls, checks: dict) -> Any:
@@ -185,6 +186,10 @@ def load_study(path: str | Path) -> Study:
     attacks = _sub(r, d, "attacks", Attacks, {"bfa_seeds": pos_int(0),
                                               "attack_batch": pos_int(1),
                                               "max_flips": pos_int(1)})
+    bers = d.get("bers") or []
+    if not isinstance(bers, list):
+        r.fail("bers", "must be a list of bit error rates, e.g. [0.001, 0.01]")
+    bers = [float(r.number(b, f"bers[{i}]", 1e-15, 0.5)) for i, b in enumerate(bers)]
     arch = str(d["arch"])
     base = file.parent
 
@@ -200,6 +205,7 @@ def load_study(path: str | Path) -> Study:
     return Study(name=str(d["name"]), file=file, data=data_name, data_root=data.get("root"),
                  network=network, methods=methods, training=training, arch=arch,
                  ber_model=ber_model, voltages=voltages, monte_carlo=mc, attacks=attacks,
+                 bers=bers,
                  seed=r.number(d.get("seed", 0), "seed", 0, integer=True),
                  act_bits=r.number(d.get("act_bits", 8), "act_bits", 1, 32, integer=True),
                  results_dir=d.get("results_dir"))

@@ -113,6 +113,7 @@ methods:
 arch: ARCH
 voltages: {min: 0.38, max: 0.42, step: 0.02}
 monte_carlo: {realizations: 4, ci_target: 0.01}
+bers: [0.01]
 results_dir: OUT
 """
 
@@ -124,6 +125,8 @@ def test_study_runs_then_rerun_does_no_work(no_mapper, tmp_path, monkeypatch):
     table = run_study(load_study(f), progress=False, log=lambda s: None)
     out = tmp_path / "out"
     assert list(table["method"]) == ["normal", "wcat+bfn"]
+    cell = table["acc % at BER 0.01"].iloc[1]
+    assert re.fullmatch(r"\d+\.\d\d \+/- \d+\.\d\d", cell)
     df = pd.read_csv(out / "results.csv")
     assert len(df) == 6 and set(df.voltage) == {0.38, 0.40, 0.42}
     for name in ("frontier.csv", "report.html", "summary.md", "checkpoints/normal.pt"):
@@ -147,12 +150,13 @@ def test_study_runs_then_rerun_does_no_work(no_mapper, tmp_path, monkeypatch):
     ("voltages: {min", "voltagez: unknown key (did you mean 'voltages'?)"),
     ("lr: 0.05", "training.lr: -1 is out of range"),
     ("bits: 4, bfn", "methods[1].bits: 9 is out of range [2, 8]"),
+    ("bers: [0.01]", "bers[0]: 0.7 is out of range"),
 ])
 def test_study_yaml_errors_name_the_key_path(tmp_path, edit, message):
     text = STUDY.replace("ARCH", str(ROOT / "arch/eyeriss_sram.yaml")).replace("OUT", "o")
     bad = {"quantizer: wcat,": "quantizer: wcta,", "network: mlp": "network: mlpp",
            "voltages: {min": "voltagez: {min", "lr: 0.05": "lr: -1",
-           "bits: 4, bfn": "bits: 9, bfn"}[edit]
+           "bits: 4, bfn": "bits: 9, bfn", "bers: [0.01]": "bers: [0.7]"}[edit]
     f = tmp_path / "bad.yaml"
     f.write_text(text.replace(edit, bad))
     with pytest.raises(ConfigError) as e:
