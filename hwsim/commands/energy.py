@@ -12,6 +12,7 @@ from pathlib import Path
 from hwsim.ber import check_voltage
 from models.errors import ConfigError
 
+from .ber import add_ber_model
 from .common import print_json
 
 DEFAULT_ARCH = "arch/eyeriss_sram.yaml"
@@ -37,8 +38,7 @@ def register(sub) -> None:
     p.add_argument("--act-bits", type=int, default=8, help="bits per activation (default 8)")
     p.add_argument("--voltage", type=float, default=None,
                    help="weight-memory supply voltage in V (nominal: the arch's v_nominal)")
-    p.add_argument("--ber-model", metavar="FILE",
-                   help="BER model YAML from `hwsim ber fit` (default: paper eq. 11)")
+    add_ber_model(p)
     p.add_argument("--fill-cache", action="store_true",
                    help="map the shipped networks (" + ", ".join(SHIPPED_NETWORKS) +
                         ") at 4 and 8 weight bits onto --arch, filling its cache")
