@@ -177,3 +177,10 @@ def test_negligible_flip_probability_returns_clean_with_bound(trained, digits):
     assert est.estimator == "bound" and est.realizations == 0
     assert est.mean == est.clean and 0 < est.ci95 < 1e-5
     assert est.ci95 == pytest.approx(est.expected_flips, rel=1e-3)  # P(K>0) ~ n p
+
+
+@pytest.mark.parametrize("name", ["digits_quickstart", "digits_mlp", "resnet20_cifar10"])
+def test_every_shipped_study_parses(name):
+    s = load_study(ROOT / "studies" / f"{name}.yaml")
+    assert s.name == name and len(s.methods) == 8 and s.bers == [0.001, 0.01]
+    assert Path(s.arch).is_file() and s.attacks.bfa_seeds == 5
