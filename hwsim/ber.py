@@ -16,6 +16,8 @@ import yaml
 
 from models.errors import ConfigError
 
+from .files import write_text_atomic
+
 SATURATION = 0.5  # a bit that is pure noise flips with probability 1/2
 
 
@@ -83,9 +85,7 @@ class BerModel:
         d = asdict(self)
         if fit:
             d["fit"] = fit
-        tmp = Path(str(path) + ".tmp")
-        tmp.write_text(yaml.safe_dump(d, sort_keys=False))
-        os.replace(tmp, path)
+        write_text_atomic(path, yaml.safe_dump(d, sort_keys=False))
 
 
 def check_voltage(v, what: str = "voltage") -> float:

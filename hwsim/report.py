@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import html
-import os
 from pathlib import Path
 
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
+from .files import write_text_atomic
 from .pareto import frontier, lowest_energy_within, readable_table
 
 PALETTE = qualitative.D3 + qualitative.Set2
@@ -104,8 +104,5 @@ def write_report(df: pd.DataFrame, out: str | Path, *, title: str = "hwsim repor
             f"{html.escape(title)}</title><style>body{{font-family:sans-serif;margin:2em}}"
             "table{border-collapse:collapse}td,th{padding:2px 8px;text-align:right}"
             "</style></head><body>" + "\n".join(parts) + "</body></html>")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, out)
+    write_text_atomic(out, page)
     return front

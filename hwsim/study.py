@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import platform
 import re
 import shlex
@@ -24,6 +23,7 @@ from models.data import load_dataset
 from models.train import TrainConfig, train
 
 from .ber import BerModel
+from .files import write_text_atomic
 from .pareto import lowest_energy_within, readable_table
 from .report import write_report
 from .study_spec import Method, Study
@@ -60,12 +60,6 @@ def _trained(path: Path, cfg: TrainConfig) -> bool:
                           "for; delete it (and its rows in results.csv) to retrain, or give "
                           "the changed method a new name")
     return ck["epoch"] >= cfg.epochs
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _versions() -> str:
@@ -169,10 +163,9 @@ def run_study(study: Study, progress: bool = True, log=print) -> pd.DataFrame:
                  f"{ber_model.source}; accuracy = mean over bit-error realizations with 95% CI.")
         front = write_report(df, out / "report.html", title=f"hwsim study: {study.name}",
                              energy_layers=layers, notes=notes, table=table)
-        front.to_csv(out / "frontier.csv.tmp", index=False)
-        os.replace(out / "frontier.csv.tmp", out / "frontier.csv")
-        _atomic_text(out / "summary.md", _summary_md(study, table, dataset))
-        _atomic_text(stamp, digest + "\n")
+        write_text_atomic(out / "frontier.csv", front.to_csv(index=False))
+        write_text_atomic(out / "summary.md", _summary_md(study, table, dataset))
+        write_text_atomic(stamp, digest + "\n")
     return table
 
 
@@ -213,7 +206,7 @@ def _run_attacks(study: Study, path: Path, get_data, progress, log) -> dict:
         r = bfa_nflip(model, get_data()[1], seeds=a.bfa_seeds, attack_batch=a.attack_batch,
                       max_flips=a.max_flips, seed=study.seed, progress=progress)
         done[key] = dict(r, settings=settings)
-        _atomic_text(path, json.dumps(done, indent=1))
+        write_text_atomic(path, json.dumps(done, indent=1))
     return done
 
 
@@ -243,5 +236,5 @@ def _run_fixed_bers(study: Study, path: Path, get_data, progress, log) -> dict:
                                     progress=progress)
             entry[repr(b)] = est.as_dict()
             done[m.name] = entry
-            _atomic_text(path, json.dumps(done, indent=1))
+            write_text_atomic(path, json.dumps(done, indent=1))
     return {k: {b: v for b, v in e.items() if b != "settings"} for k, e in done.items()}

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from models.evaluate import StoredWeights, accuracy
 from models.networks import input_shape
 
 from .ber import BerModel, check_voltage
+from .files import write_text_atomic
 from .energy import NetworkEnergy, network_energy, scaled_energy, scaled_weight_memory
 from .workload import extract_layers
 
@@ -58,10 +58,7 @@ def read_rows(path: Path) -> pd.DataFrame:
 
 
 def write_rows_atomic(df: pd.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    write_text_atomic(path, df.to_csv(index=False))
 
 
 def file_sha256(path) -> str:
@@ -83,9 +80,7 @@ def update_sidecar(results_csv: Path, label: str, energy: NetworkEnergy) -> None
     path = energy_sidecar(results_csv)
     data = json.loads(path.read_text()) if path.exists() else {}
     data[label] = energy.to_dict()
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(data, indent=1))
 
 
 def sweep(checkpoint: str, arch: str, voltages: list[float], out: str | Path, *,

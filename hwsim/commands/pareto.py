@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pandas as pd
 
+from hwsim.files import write_text_atomic
 from hwsim.report import write_report
 from hwsim.sweep import COLUMNS, energy_sidecar, read_rows
 from models.errors import ConfigError
@@ -49,9 +49,7 @@ def run(args) -> int:
     first = dict(list(layers.items())[:1])
     front = write_report(df, args.out, title=args.title, energy_layers=first)
     fpath = Path(args.frontier or Path(args.out).with_name(Path(args.out).stem + "_frontier.csv"))
-    tmp = fpath.with_name(fpath.name + ".tmp")
-    front.to_csv(tmp, index=False)
-    os.replace(tmp, fpath)
+    write_text_atomic(fpath, front.to_csv(index=False))
     print(f"{len(df)} points, {len(front)} on the frontier")
     print(f"report: {args.out}\nfrontier: {fpath}")
     return 0
