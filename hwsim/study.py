@@ -26,7 +26,7 @@ from .ber import BerModel
 from .files import write_text_atomic
 from .pareto import lowest_energy_within, readable_table
 from .report import write_report
-from .study_spec import Method, Study
+from .study_spec import Method, Reference, Study
 from .sweep import energy_sidecar, read_rows, sweep, voltage_grid
 
 REPORT_VERSION = "3"  # bump when the report/summary layout changes: finished studies redo it
@@ -89,6 +89,17 @@ def format_table(t: pd.DataFrame) -> str:
     line = lambda cells: "| " + " | ".join(c.rjust(w) for c, w in zip(cells, widths)) + " |"
     sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
     return "\n".join([line(list(t.columns)), sep] + [line(r) for r in rows])
+
+
+def reference_table(ref: Reference) -> pd.DataFrame:
+    """Published figures under the same column titles as our summary table."""
+    bers = sorted({b for row in ref.rows for b in row.acc_at_ber})
+    fmt = lambda v, f: "" if v is None else f.format(v)
+    return pd.DataFrame([{
+        "method": row.method, "clean acc %": fmt(row.clean_acc, "{:.2f}"),
+        **{f"acc % at BER {b:g}": fmt(row.acc_at_ber.get(b), "{:.2f}") for b in bers},
+        "BFA N_flip": fmt(row.bfa_n_flip, "{:.1f}"), "E at Vmax (uJ)": fmt(row.energy_uJ, "{:.2f}")}
+        for row in ref.rows])
 
 
 def run_study(study: Study, progress: bool = True, log=print) -> pd.DataFrame:
@@ -184,9 +195,19 @@ Per method: clean accuracy and the lowest-energy weight-memory voltage whose mea
 stays within 1 point of it; energy per inference there, and saving against {study.voltages.max} V.
 
 {format_table(table)}
-
+{_reference_md(study)}
 Files: results.csv (every point), frontier.csv (Pareto set), report.html (figures),
 checkpoints/ (with their training logs).
+"""
+
+
+def _reference_md(study: Study) -> str:
+    if study.reference is None:
+        return ""
+    return f"""
+Published figures for comparison ({study.reference.source}):
+
+{format_table(reference_table(study.reference))}
 """
 
 

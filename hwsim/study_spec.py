@@ -96,6 +96,22 @@ class Attacks:
 
 
 @dataclass
+class ReferenceRow:
+    """Published figures for one method, shown next to ours in summary.md (percentages)."""
+    method: str
+    clean_acc: float | None = None
+    acc_at_ber: dict = field(default_factory=dict)  # bit error rate -> accuracy %
+    bfa_n_flip: float | None = None
+    energy_uJ: float | None = None  # energy per inference at nominal voltage
+
+
+@dataclass
+class Reference:
+    source: str
+    rows: list[ReferenceRow]
+
+
+@dataclass
 class Study:
     name: str
     file: Path
@@ -113,6 +129,7 @@ class Study:
     seed: int = 0
     act_bits: int = 8
     results_dir: str | None = None
+    reference: Reference | None = None
 
     @property
     def out_dir(self) -> Path:
@@ -121,7 +138,8 @@ class Study:
 
 
 TOP = ["name", "description", "seed", "data", "network", "methods", "training", "arch",
-       "ber_model", "voltages", "monte_carlo", "attacks", "bers", "act_bits", "results_dir"]
+       "ber_model", "voltages", "monte_carlo", "attacks", "bers", "act_bits", "results_dir",
+       "reference"]
 
 
 def _sub(r: _Reader, d: dict, key: str, cls, checks: dict) -> Any:
@@ -131,6 +149,28 @@ def _sub(r: _Reader, d: dict, key: str, cls, checks: dict) -> Any:
     for k, v in raw.items():
         kw[k] = checks[k](v, f"{key}.{k}") if k in checks and v is not None else v
     return cls(**kw)
+
+
+def _reference(r: _Reader, d) -> Reference | None:
+    if d is None:
+        return None
+    d = r.mapping(d, "reference", ["source", "rows"], required=("source", "rows"))
+    if not isinstance(d["rows"], list) or not d["rows"]:
+        r.fail("reference.rows", "must be a non-empty list, e.g. [{method: wcat, clean_acc: 91.9}]")
+    rows = []
+    for i, row in enumerate(d["rows"]):
+        p = f"reference.rows[{i}]"
+        row = r.mapping(row, p, [f.name for f in fields(ReferenceRow)], required=("method",))
+        acc = row.get("acc_at_ber") or {}
+        if not isinstance(acc, dict):
+            r.fail(f"{p}.acc_at_ber", "must map bit error rate -> accuracy %, e.g. {0.01: 88.6}")
+        acc = {float(r.number(b, f"{p}.acc_at_ber", 1e-15, 0.5)):
+               float(r.number(a, f"{p}.acc_at_ber[{b}]", 0, 100)) for b, a in acc.items()}
+        opt = lambda k, hi=None: (None if row.get(k) is None
+                                  else float(r.number(row[k], f"{p}.{k}", 0, hi)))
+        rows.append(ReferenceRow(str(row["method"]), opt("clean_acc", 100), acc,
+                                 opt("bfa_n_flip"), opt("energy_uJ")))
+    return Reference(str(d["source"]), rows)
 
 
 def load_study(path: str | Path) -> Study:
@@ -208,4 +248,4 @@ def load_study(path: str | Path) -> Study:
                  bers=bers,
                  seed=r.number(d.get("seed", 0), "seed", 0, integer=True),
                  act_bits=r.number(d.get("act_bits", 8), "act_bits", 1, 32, integer=True),
-                 results_dir=d.get("results_dir"))
+                 results_dir=d.get("results_dir"), reference=_reference(r, d.get("reference")))

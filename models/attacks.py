@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .errors import ConfigError
-from .evaluate import StoredWeights, predict
+from .evaluate import EVAL_BATCH, StoredWeights, predict
 from .faults import to_unsigned
 from .quant import quant_layers
 
@@ -99,14 +99,14 @@ def bit_weights(bits: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _accuracy(model, x, y, batch_size: int = 1000) -> float:
+def _accuracy(model, x, y, batch_size: int = EVAL_BATCH) -> float:
     if len(y) == 0:
         return float("nan")
     return float((predict(model, x, batch_size) == y).float().mean())
 
 
 @torch.no_grad()
-def _accuracy_below(model, x, y, threshold: float, batch_size: int = 500) -> bool:
+def _accuracy_below(model, x, y, threshold: float, batch_size: int = EVAL_BATCH) -> bool:
     """Exactly `accuracy(x, y) < threshold`, stopping as soon as the answer is known (a healthy
     network is decided after one or two chunks)."""
     n, need, correct = len(y), threshold * len(y), 0

@@ -32,15 +32,20 @@ def use_channels_last(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+# Inference batch: on 2 CPU cores ResNet-20 runs 10,000 32x32 images 1.95x faster in batches
+# of 128 than of 1000 (activations stay in cache; benchmarks/bench_eval.py).
+EVAL_BATCH = 128
+
+
 @torch.no_grad()
-def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int = EVAL_BATCH) -> torch.Tensor:
     model.eval()
     x = use_channels_last(model, x)
     return torch.cat([model(x[i:i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, data, batch_size: int = 1000) -> float:
+def accuracy(model: nn.Module, data, batch_size: int = EVAL_BATCH) -> float:
     x, y = data.tensors() if hasattr(data, "tensors") else data
     return float((predict(model, x, batch_size) == y).float().mean())
 
@@ -125,7 +130,7 @@ def check_ber(ber: float) -> float:
 @torch.no_grad()
 def evaluate_under_bit_errors(model: nn.Module, data, ber: float, realizations: int = 50,
                               seed: int = 0, progress: bool = False,
-                              batch_size: int = 1000) -> BitErrorResult:
+                              batch_size: int = EVAL_BATCH) -> BitErrorResult:
     """Plain Monte Carlo: accuracy over `realizations` independent bit-error patterns."""
     check_ber(ber)
     if realizations < 1:

@@ -15,7 +15,7 @@ from hwsim.workload import LayerShape
 from models import load_checkpoint
 from models.errors import ConfigError
 from models.estimate import estimate_accuracy
-from models.evaluate import evaluate_under_bit_errors
+from models.evaluate import StoredWeights, evaluate_under_bit_errors
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -115,6 +115,10 @@ voltages: {min: 0.38, max: 0.42, step: 0.02}
 monte_carlo: {realizations: 4, ci_target: 0.01}
 bers: [0.01]
 results_dir: OUT
+reference:
+  source: "a paper, Table 1"
+  rows:
+    - {method: wcat+bfn, clean_acc: 91.88, acc_at_ber: {0.01: 88.62}, bfa_n_flip: 90.2}
 """
 
 
@@ -131,7 +135,10 @@ def test_study_runs_then_rerun_does_no_work(no_mapper, tmp_path, monkeypatch):
     assert len(df) == 6 and set(df.voltage) == {0.38, 0.40, 0.42}
     for name in ("frontier.csv", "report.html", "summary.md", "checkpoints/normal.pt"):
         assert (out / name).exists(), name
-    assert re.search(r"\| +method \| +clean acc % \|", (out / "summary.md").read_text())
+    summary = (out / "summary.md").read_text()
+    assert re.search(r"\| +method \| +clean acc % \|", summary)
+    assert "Published figures for comparison (a paper, Table 1)" in summary
+    assert re.search(r"\| +wcat\+bfn \| +91\.88 \| +88\.62 \| +90\.2 \| +\|", summary)
     stamp = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
     import hwsim.study as st
     monkeypatch.setattr(st, "train", lambda *a, **k: pytest.fail("retrained"))
@@ -151,12 +158,14 @@ def test_study_runs_then_rerun_does_no_work(no_mapper, tmp_path, monkeypatch):
     ("lr: 0.05", "training.lr: -1 is out of range"),
     ("bits: 4, bfn", "methods[1].bits: 9 is out of range [2, 8]"),
     ("bers: [0.01]", "bers[0]: 0.7 is out of range"),
+    ("clean_acc: 91.88", "reference.rows[0].clean_acc: 191.88 is out of range [0, 100]"),
 ])
 def test_study_yaml_errors_name_the_key_path(tmp_path, edit, message):
     text = STUDY.replace("ARCH", str(ROOT / "arch/eyeriss_sram.yaml")).replace("OUT", "o")
     bad = {"quantizer: wcat,": "quantizer: wcta,", "network: mlp": "network: mlpp",
            "voltages: {min": "voltagez: {min", "lr: 0.05": "lr: -1",
-           "bits: 4, bfn": "bits: 9, bfn", "bers: [0.01]": "bers: [0.7]"}[edit]
+           "bits: 4, bfn": "bits: 9, bfn", "bers: [0.01]": "bers: [0.7]",
+           "clean_acc: 91.88": "clean_acc: 191.88"}[edit]
     f = tmp_path / "bad.yaml"
     f.write_text(text.replace(edit, bad))
     with pytest.raises(ConfigError) as e:
@@ -184,3 +193,14 @@ def test_every_shipped_study_parses(name):
     s = load_study(ROOT / "studies" / f"{name}.yaml")
     assert s.name == name and len(s.methods) == 8 and s.bers == [0.001, 0.01]
     assert Path(s.arch).is_file() and s.attacks.bfa_seeds == 5
+
+
+def test_rare_flips_meet_the_ci_target_with_the_pilot_alone(trained, digits):
+    model, _ = load_checkpoint(trained("normal"))
+    n_bits = StoredWeights(model).n_bits
+    ber = 0.01 / n_bits  # P(K > 0) ~ 1%: the non-clean strata weigh ~0.01
+    est = estimate_accuracy(model, digits[1], ber, max_realizations=50, ci_target=0.005,
+                            seed=1)
+    assert est.estimator == "stratified"
+    assert est.realizations <= 4 and est.ci95 <= 0.005
+    assert abs(est.mean - est.clean) <= 0.0101  # at most the non-clean mass away from clean
