@@ -21,9 +21,11 @@ from models.quant import post_step
 EPOCH_BATCHES = 391  # 50,000 images / 128
 
 
-def step_time(model, data: ImageData, batches: int, channels_last: bool) -> float:
+def step_time(model, data: ImageData, batches: int, channels_last: bool,
+              compiled: bool = False) -> float:
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
+    raw, model = model, (torch.compile(model) if compiled else model)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
     it = data.batches(128, shuffle=True, train=True, generator=torch.Generator().manual_seed(0))
     times = []
@@ -37,7 +39,7 @@ def step_time(model, data: ImageData, batches: int, channels_last: bool) -> floa
         opt.zero_grad()
         loss.backward()
         opt.step()
-        post_step(model)
+        post_step(raw)
         if i >= 2:  # warm-up
             times.append(time.perf_counter() - t)
     return sum(times) / len(times)
@@ -46,6 +48,9 @@ def step_time(model, data: ImageData, batches: int, channels_last: bool) -> floa
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--batches", type=int, default=20)
+    ap.add_argument("--compile", action="store_true",
+                    help="add channels_last + torch.compile rows (compilation ~20 s each, "
+                         "excluded: the first two steps are warm-up)")
     args = ap.parse_args()
     g = torch.Generator().manual_seed(0)
     data = ImageData(torch.randint(0, 256, (128 * (args.batches + 2), 3, 32, 32), dtype=torch.uint8,
@@ -53,20 +58,22 @@ def main() -> None:
                      torch.randint(0, 10, (128 * (args.batches + 2),), generator=g),
                      (0.5,) * 3, (0.25,) * 3, augment=True)
     print(f"ResNet-20, batch 128, mean of {args.batches} steps after 2 warm-up steps")
-    print(f"{'model':<12} {'layout':<14} {'threads':>7} {'s/step':>7} {'min/epoch':>9} "
+    print(f"{'model':<12} {'layout':<22} {'threads':>7} {'s/step':>7} {'min/epoch':>9} "
           f"{'epochs/h':>8} {'vs base':>7}")
     base = None
     for quant in ("float", "wcat+bfn"):
-        for layout, threads in (("NCHW", 2), ("channels_last", 2), ("NCHW", 1)):
+        rows = [("NCHW", 2), ("channels_last", 2), ("NCHW", 1)]
+        for layout, threads in rows + ([("channels_last+compile", 2)] if args.compile else []):
             torch.set_num_threads(threads)
             torch.manual_seed(0)
             model = create_model("resnet20")
             if quant != "float":
                 quantize_model(model, "wcat", 4, bfn_rate=5e-3)
             model.train()
-            t = step_time(model, data, args.batches, layout == "channels_last")
+            t = step_time(model, data, args.batches, layout.startswith("channels_last"),
+                          compiled=layout.endswith("compile"))
             base = base or t
-            print(f"{quant:<12} {layout:<14} {threads:>7} {t:>7.3f} {t * EPOCH_BATCHES / 60:>9.2f} "
+            print(f"{quant:<12} {layout:<22} {threads:>7} {t:>7.3f} {t * EPOCH_BATCHES / 60:>9.2f} "
                   f"{3600 / (t * EPOCH_BATCHES):>8.1f} {base / t:>7.2f}x", flush=True)
 
 

@@ -37,3 +37,20 @@ def test_lowest_energy_within_one_point():
     row = lowest_energy_within(df).iloc[0]
     assert row["v_min_V"] == 0.5 and row["energy_at_v_min_uJ"] == 60.0
     assert abs(row["saving_%"] - 40.0) < 1e-9
+
+
+def test_pareto_command_keeps_same_named_methods_of_two_studies_apart(tmp_path):
+    import pandas as pd
+    from hwsim.commands.pareto import load_results
+    from hwsim.sweep import COLUMNS
+    paths = []
+    for study, energy in (("resnet20_x", 100.0), ("resnet56_x", 300.0)):
+        row = {c: 0 for c in COLUMNS}
+        row.update(label="wcat", voltage=0.8, acc_mean=0.9, energy_uJ=energy)
+        (tmp_path / study).mkdir()
+        paths.append(str(tmp_path / study / "results.csv"))
+        pd.DataFrame([row]).to_csv(paths[-1], index=False)
+    df, _ = load_results(paths)
+    assert list(df["label"]) == ["resnet20_x/wcat", "resnet56_x/wcat"]
+    df, _ = load_results(paths[:1])  # one study: labels untouched
+    assert list(df["label"]) == ["wcat"]

@@ -89,3 +89,23 @@ def test_bad_training_config_is_clean_error():
         TrainConfig(model="resnet99").validate()
     with pytest.raises(ConfigError, match="needs a quantizer"):
         TrainConfig(bfn_rate=0.01).validate()
+
+
+def test_compile_with_bit_flip_noise_is_refused(digits, tmp_path):
+    cfg = TrainConfig(quantizer="wcat", bfn_rate=5e-3, epochs=1)
+    with pytest.raises(ConfigError, match="recompiles every step"):
+        train(cfg, tmp_path / "x.pt", progress=False, log=lambda s: None, data=digits,
+              compile=True)
+    assert not (tmp_path / "x.pt").exists()
+
+
+@pytest.mark.slow
+def test_compiled_training_writes_a_plain_checkpoint(digits, tmp_path):
+    cfg = TrainConfig(epochs=2, batch_size=64, lr=0.05, seed=0)
+    ck = train(cfg, tmp_path / "c.pt", progress=False, log=lambda s: None, data=digits,
+               compile=True)
+    assert not any("_orig_mod" in k for k in ck["model_state"])  # loads without torch.compile
+    model, _ = load_checkpoint(tmp_path / "c.pt")
+    from models.evaluate import accuracy
+    assert accuracy(model, digits[1]) == pytest.approx(ck["history"][-1]["test_acc"])
+    assert ck["history"][-1]["test_acc"] >= 0.85

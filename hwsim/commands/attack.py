@@ -110,14 +110,20 @@ def _header(args, config) -> str:
            f"{config['quantizer']['bits']}-bit)"
 
 
+def _printed_json(res: dict, args, config) -> bool:
+    """Label the result with its checkpoint and method; print it as JSON if asked."""
+    res["checkpoint"], res["method"] = args.checkpoint, method_name(config)
+    if args.json:
+        print_json(res)
+    return bool(args.json)
+
+
 def run_bfa(args) -> int:
     model, config, test = _load(args)
     res = bfa_nflip(model, test, seeds=args.seeds, attack_batch=args.attack_batch,
                     max_flips=args.max_flips, seed=args.seed, topk=args.topk,
                     progress=not args.no_progress)
-    res["checkpoint"], res["method"] = args.checkpoint, method_name(config)
-    if args.json:
-        print_json(res)
+    if _printed_json(res, args, config):
         return 0
     print(f"BFA on {_header(args, config)}")
     print(f"  N_flip to accuracy < {100 * res['threshold']:.2f}%: "
@@ -160,9 +166,7 @@ def run_tbfa(args) -> int:
         s = _class(args.source, "source", data_name, test.num_classes)
         t = _class(args.target, "target", data_name, test.num_classes)
         res = tbfa(model, test, s, t, **kw)
-    res["checkpoint"], res["method"] = args.checkpoint, method_name(config)
-    if args.json:
-        print_json(res)
+    if _printed_json(res, args, config):
         return 0
     print(f"stealthy T-BFA on {_header(args, config)}")
     if args.all_pairs:
@@ -193,9 +197,7 @@ def run_random(args) -> int:
         raise ConfigError(f"--step {args.step}: must be >= 1")
     res = random_nflip(model, test, seeds=args.seeds, attack_batch=args.attack_batch,
                        max_flips=args.max_flips, seed=args.seed, step=args.step)
-    res["checkpoint"], res["method"] = args.checkpoint, method_name(config)
-    if args.json:
-        print_json(res)
+    if _printed_json(res, args, config):
         return 0
     print(f"random bit flips on {_header(args, config)}")
     print(f"  N_flip to accuracy < {100 * res['threshold']:.2f}%: {_fmt(res['n_flip_mean'])} "

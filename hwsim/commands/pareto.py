@@ -38,10 +38,25 @@ def load_results(paths: list[str]) -> tuple[pd.DataFrame, dict]:
         if side.exists():
             for k, v in json.loads(side.read_text()).items():
                 layers.setdefault(k, v["layers"])
+    _disambiguate(frames, [Path(p) for p in paths])
     df = pd.concat(frames, ignore_index=True)
     if df.empty:
         raise ConfigError("no points in the given CSVs")
     return df, layers
+
+
+def _disambiguate(frames: list[pd.DataFrame], paths: list[Path]) -> None:
+    """Several studies (e.g. ResNet-20 and ResNet-56, each with a `wcat` method) share method
+    labels: prefix every label with its study folder (or, if those repeat, its CSV path) so
+    the report keeps them apart."""
+    labels = [set(f["label"]) for f in frames]
+    if not any(a & b for i, a in enumerate(labels) for b in labels[i + 1:]):
+        return
+    names = [p.parent.name for p in paths]
+    if len(set(names)) < len(names):
+        names = [str(p) for p in paths]
+    for f, name in zip(frames, names):
+        f["label"] = name + "/" + f["label"].astype(str)
 
 
 def run(args) -> int:

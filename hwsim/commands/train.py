@@ -41,6 +41,9 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="checkpoint to write (.pt)")
     p.add_argument("--resume", action="store_true", help="continue OUT if it exists")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the training step: ~1.2x faster for float ResNets on "
+                        "CPU after ~20 s of compilation; not with --bfn-rate")
     add_threads(p)
     p.set_defaults(func=run)
 
@@ -63,7 +66,8 @@ def run(args) -> int:
         with open(log_path, "a") as f:
             f.write(line + "\n")
 
-    ck = train(cfg, args.out, resume=args.resume, progress=not args.no_progress, log=log)
+    ck = train(cfg, args.out, resume=args.resume, progress=not args.no_progress, log=log,
+               compile=args.compile)
     last = ck["history"][-1] if ck and ck["history"] else {}
     print(f"checkpoint: {args.out}  test accuracy: {last.get('test_acc', float('nan')):.4f}")
     return 0
