@@ -126,8 +126,14 @@ def test_study_runs_then_rerun_does_no_work(no_mapper, tmp_path, monkeypatch):
     f = tmp_path / "tiny.yaml"
     f.write_text(STUDY.replace("ARCH", str(ROOT / "arch/eyeriss_sram.yaml"))
                  .replace("OUT", str(tmp_path / "out")))
+    from hwsim.study_status import study_status
+    before = study_status(load_study(f))  # nothing done yet
+    assert list(before.iloc[1]) == ["wcat+bfn", "0/3", "", "0/3", "0/1", "0/0"]
     table = run_study(load_study(f), progress=False, log=lambda s: None)
     out = tmp_path / "out"
+    after = study_status(load_study(f))
+    assert list(after.iloc[0])[1:] == ["3/3", f"{float(table['clean_acc_%'][0]):.2f}", "3/3",
+                                       "1/1", "0/0"]
     assert list(table["method"]) == ["normal", "wcat+bfn"]
     cell = table["acc % at BER 0.01"].iloc[1]
     assert re.fullmatch(r"\d+\.\d\d \+/- \d+\.\d\d", cell)

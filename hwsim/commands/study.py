@@ -14,6 +14,8 @@ def register(sub) -> None:
                                    "report.html, summary.md}. Re-running skips finished work.")
     p.add_argument("file", help="study YAML, e.g. studies/digits_quickstart.yaml")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--status", action="store_true",
+                   help="only print what is finished and what a run would still compute")
     add_threads(p)
     p.set_defaults(func=run)
 
@@ -21,6 +23,11 @@ def register(sub) -> None:
 def run(args) -> int:
     apply_threads(args)
     study = load_study(args.file)
+    if args.status:
+        from hwsim.study_status import study_status
+        print(f"study {study.name} ({study.out_dir}/): done/wanted")
+        print(format_table(study_status(study)))
+        return 0
     table = run_study(study, progress=not args.no_progress)
     out = study.out_dir
     print(f"\nstudy {study.name}: results in {out}/")

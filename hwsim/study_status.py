@@ -1,0 +1,49 @@
+"""What a study has finished and what `hwsim study` would still compute, read from its
+results folder without loading data or models (`hwsim study FILE --status`)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from models.checkpoint import read_checkpoint
+
+from .study import checkpoint_path
+from .study_spec import Study
+from .sweep import read_rows, voltage_grid
+
+
+def _json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def study_status(study: Study) -> pd.DataFrame:
+    """One row per method: training epochs and test accuracy, swept voltages, fixed-BER
+    points and BFA seeds done, each as 'done/wanted'."""
+    out = study.out_dir
+    grid = {round(v, 6) for v in voltage_grid(study.voltages.min, study.voltages.max,
+                                              study.voltages.step)}
+    rows = read_rows(out / "results.csv")
+    at_ber, attacks = _json(out / "at_ber.json"), _json(out / "attacks.json")
+    table = []
+    for m in study.methods:
+        path = checkpoint_path(study, m)
+        epochs, acc = 0, None
+        if path.exists():
+            ck = read_checkpoint(path)
+            epochs = ck["epoch"]
+            acc = ck["history"][-1]["test_acc"] if ck.get("history") else None
+        want = "-" if m.checkpoint else study.training.epochs
+        mine = rows[rows["label"] == m.name]
+        swept = len(grid & set(mine["voltage"].round(6)))
+        bers = at_ber.get(m.name, {})
+        bfa = attacks.get(m.name, {})
+        table.append({
+            "method": m.name, "trained (epochs)": f"{epochs}/{want}",
+            "test acc %": "" if acc is None else f"{100 * acc:.2f}",
+            "swept (voltages)": f"{swept}/{len(grid)}",
+            "fixed BERs": f"{sum(repr(b) in bers for b in study.bers)}/{len(study.bers)}",
+            "BFA (seeds)": (f"{len(bfa.get('n_flips', [])) if bfa else 0}/"
+                            f"{study.attacks.bfa_seeds}")})
+    return pd.DataFrame(table)
