@@ -12,7 +12,7 @@ import platform
 import re
 import shlex
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pandas as pd
@@ -102,7 +102,24 @@ def reference_table(ref: Reference) -> pd.DataFrame:
         for row in ref.rows])
 
 
-def run_study(study: Study, progress: bool = True, log=print) -> pd.DataFrame:
+def select_methods(study: Study, only: list[str] | None) -> Study:
+    """The study restricted to the methods named in `only` (None: all of them)."""
+    if not only:
+        return study
+    names = [m.name for m in study.methods]
+    bad = [n for n in only if n not in names]
+    if bad:
+        raise ConfigError(f"{study.file}: --only {','.join(bad)}: no such method; valid: "
+                          f"{', '.join(names)}")
+    return replace(study, methods=[m for m in study.methods if m.name in only])
+
+
+def run_study(study: Study, progress: bool = True, log=print,
+              only: list[str] | None = None) -> pd.DataFrame | None:
+    """Run every missing step. With `only`, just those methods' training, sweep, fixed-BER
+    points and attacks: the report and summary need all methods and are left as they are
+    (returns None)."""
+    full, study = study, select_methods(study, only)
     out = study.out_dir
     out.mkdir(parents=True, exist_ok=True)
     results = out / "results.csv"
@@ -153,7 +170,10 @@ def run_study(study: Study, progress: bool = True, log=print) -> pd.DataFrame:
     if study.attacks.bfa_seeds > 0:
         attacks = _run_attacks(study, out / "attacks.json", get_data, progress, log)
 
+    if only:
+        return None
     # 5. frontier, report, summary: only when results changed since they were written
+    study = full
     df = read_rows(results)
     df = df[df["label"].isin([m.name for m in study.methods])]
     table = summary_table(df, attacks, at_ber)

@@ -210,3 +210,16 @@ def test_rare_flips_meet_the_ci_target_with_the_pilot_alone(trained, digits):
     assert est.estimator == "stratified"
     assert est.realizations <= 4 and est.ci95 <= 0.005
     assert abs(est.mean - est.clean) <= 0.0101  # at most the non-clean mass away from clean
+
+
+def test_study_only_runs_the_named_methods_and_leaves_the_report(no_mapper, tmp_path):
+    f = tmp_path / "tiny.yaml"
+    f.write_text(STUDY.replace("ARCH", str(ROOT / "arch/eyeriss_sram.yaml"))
+                 .replace("OUT", str(tmp_path / "out")))
+    with pytest.raises(ConfigError, match=r"--only wcta: no such method; valid: normal, wcat\+bfn"):
+        run_study(load_study(f), progress=False, log=lambda s: None, only=["wcta"])
+    assert run_study(load_study(f), progress=False, log=lambda s: None, only=["wcat+bfn"]) is None
+    out = tmp_path / "out"
+    assert set(pd.read_csv(out / "results.csv")["label"]) == {"wcat+bfn"}
+    assert (out / "checkpoints/wcat_bfn.pt").exists()
+    assert not (out / "checkpoints/normal.pt").exists() and not (out / "summary.md").exists()
