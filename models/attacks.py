@@ -258,7 +258,9 @@ class BitSearch:
                     u = (old ^ (1 << j)) % (1 << self.bits)  # flipped b-bit pattern
                     new = u - (1 << self.bits) if u >> (self.bits - 1) else u
                     w = self.weights[l].clone()
-                    w.view(-1)[idx] = new * self.stored.scales[l]
+                    # index the logical shape: the weights may be channels-last (CIFAR
+                    # inference), where a flat view of the storage is not possible
+                    w[np.unravel_index(idx, w.shape)] = new * self.stored.scales[l]
                     self._set(l, w)
                     with self._cached(prefix.get(l, ()), outputs):
                         val = float(self.objective(self.model(x), y))

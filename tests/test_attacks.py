@@ -266,3 +266,23 @@ def test_cli_tbfa_all_pairs_json(trained, capsys):
     assert out["classes"] == [0, 1] and len(out["pairs"]) == 2
     assert out["n_flip_matrix"][0][0] is None and out["n_flip_matrix"][0][1] >= 1
     assert main(["attack", "tbfa", "--checkpoint", ck, "--all-pairs", "--source", "1"]) == 2
+
+
+def test_bfa_runs_on_channels_last_weights(trained, digits):
+    """CIFAR inference converts models to channels-last; the bit search must still commit
+    flips into the right logical weight."""
+    model, _ = load_checkpoint(trained("normal"))
+    model.to(memory_format=torch.channels_last)
+    run = bfa_run(model, digits[1], attack_batch=64, max_flips=3, seed=0)
+    assert run.n_flip >= 1
+    stored = StoredWeights(model)  # the model itself is untouched by the attack
+    names = [n for n, _ in quant_layers(model)]
+    final = {}
+    for f in run.flips:  # a weight may lose several bits; the last flip holds its value
+        pos = sum(stored.sizes[:names.index(f.layer)]) + f.index
+        final.setdefault(pos, int(stored.ints[pos]))
+        assert final[pos] == f.before
+        final[pos] = f.after
+    assert all(int(run.ints[p]) == v for p, v in final.items())
+    changed = (run.ints != stored.ints).nonzero().reshape(-1).tolist()
+    assert sorted(changed) == sorted(p for p, v in final.items() if v != int(stored.ints[p]))
