@@ -23,8 +23,8 @@ from models.data import load_dataset
 from models.train import TrainConfig, train
 
 from .ber import BerModel
-from .files import write_text_atomic
-from .pareto import lowest_energy_within, readable_table
+from .files import read_json, write_json_atomic, write_text_atomic
+from .pareto import TABLE_COLUMNS, lowest_energy_within, readable_table
 from .report import write_report
 from .study_spec import Method, Reference, Study
 from .sweep import energy_sidecar, read_rows, sweep, voltage_grid
@@ -68,11 +68,15 @@ def _versions() -> str:
     return ", ".join(f"{p} {version(p)}" for p in pk) + f", Python {platform.python_version()}"
 
 
+def _ber_column(ber) -> str:
+    return f"acc % at BER {float(ber):g}"
+
+
 def summary_table(df: pd.DataFrame, attacks: dict | None,
                   at_ber: dict | None = None) -> pd.DataFrame:
     t = lowest_energy_within(df, points=1.0)
     for ber in sorted({b for v in (at_ber or {}).values() for b in v}, key=float):
-        t[f"acc % at BER {float(ber):g}"] = [
+        t[_ber_column(ber)] = [
             f"{100 * at_ber[m][ber]['mean']:.2f} +/- {100 * at_ber[m][ber]['std']:.2f}"
             if ber in at_ber.get(m, {}) else "" for m in t["method"]]
     if attacks:
@@ -95,11 +99,12 @@ def reference_table(ref: Reference) -> pd.DataFrame:
     """Published figures under the same column titles as our summary table."""
     bers = sorted({b for row in ref.rows for b in row.acc_at_ber})
     fmt = lambda v, f: "" if v is None else f.format(v)
+    title = lambda col: TABLE_COLUMNS[col][0]
     return pd.DataFrame([{
-        "method": row.method, "clean acc %": fmt(row.clean_acc, "{:.2f}"),
-        **{f"acc % at BER {b:g}": fmt(row.acc_at_ber.get(b), "{:.2f}") for b in bers},
-        "BFA N_flip": fmt(row.bfa_n_flip, "{:.1f}"), "E at Vmax (uJ)": fmt(row.energy_uJ, "{:.2f}")}
-        for row in ref.rows])
+        title("method"): row.method, title("clean_acc_%"): fmt(row.clean_acc, "{:.2f}"),
+        **{_ber_column(b): fmt(row.acc_at_ber.get(b), "{:.2f}") for b in bers},
+        title("bfa_n_flip"): fmt(row.bfa_n_flip, "{:.1f}"),
+        title("energy_at_vmax_uJ"): fmt(row.energy_uJ, "{:.2f}")} for row in ref.rows])
 
 
 def select_methods(study: Study, only: list[str] | None) -> Study:
@@ -234,7 +239,7 @@ Published figures for comparison ({study.reference.source}):
 def _run_attacks(study: Study, path: Path, get_data, progress, log) -> dict:
     from models.attacks import bfa_nflip
     from models.checkpoint import load_checkpoint
-    done = json.loads(path.read_text()) if path.exists() else {}
+    done = read_json(path)
     a = study.attacks
     for m in study.methods:
         key = m.name
@@ -247,7 +252,7 @@ def _run_attacks(study: Study, path: Path, get_data, progress, log) -> dict:
         r = bfa_nflip(model, get_data()[1], seeds=a.bfa_seeds, attack_batch=a.attack_batch,
                       max_flips=a.max_flips, seed=study.seed, progress=progress)
         done[key] = dict(r, settings=settings)
-        write_text_atomic(path, json.dumps(done, indent=1))
+        write_json_atomic(path, done)
     return done
 
 
@@ -257,7 +262,7 @@ def _run_fixed_bers(study: Study, path: Path, get_data, progress, log) -> dict:
     from models.checkpoint import load_checkpoint
     from models.estimate import estimate_accuracy
     from .sweep import file_sha256, point_seed
-    done = json.loads(path.read_text()) if path.exists() else {}
+    done = read_json(path)
     mc = study.monte_carlo
     for m in study.methods:
         ck = checkpoint_path(study, m)
@@ -277,5 +282,5 @@ def _run_fixed_bers(study: Study, path: Path, get_data, progress, log) -> dict:
                                     progress=progress)
             entry[repr(b)] = est.as_dict()
             done[m.name] = entry
-            write_text_atomic(path, json.dumps(done, indent=1))
+            write_json_atomic(path, done)
     return {k: {b: v for b, v in e.items() if b != "settings"} for k, e in done.items()}

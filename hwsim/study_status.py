@@ -2,20 +2,14 @@
 results folder without loading data or models (`hwsim study FILE --status`)."""
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pandas as pd
 
 from models.checkpoint import read_checkpoint
 
+from .files import read_json
 from .study import checkpoint_path
 from .study_spec import Study
 from .sweep import read_rows, voltage_grid
-
-
-def _json(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def study_status(study: Study) -> pd.DataFrame:
@@ -25,7 +19,7 @@ def study_status(study: Study) -> pd.DataFrame:
     grid = {round(v, 6) for v in voltage_grid(study.voltages.min, study.voltages.max,
                                               study.voltages.step)}
     rows = read_rows(out / "results.csv")
-    at_ber, attacks = _json(out / "at_ber.json"), _json(out / "attacks.json")
+    at_ber, attacks = read_json(out / "at_ber.json"), read_json(out / "attacks.json")
     table = []
     for m in study.methods:
         path = checkpoint_path(study, m)

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import sys
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from models.evaluate import StoredWeights, accuracy
 from models.networks import input_shape
 
 from .ber import BerModel, check_voltage
-from .files import write_text_atomic
+from .files import read_json, write_json_atomic, write_text_atomic
 from .energy import NetworkEnergy, network_energy, scaled_energy, scaled_weight_memory
 from .workload import extract_layers
 
@@ -78,9 +77,9 @@ def energy_sidecar(results_csv: str | Path) -> Path:
 
 def update_sidecar(results_csv: Path, label: str, energy: NetworkEnergy) -> None:
     path = energy_sidecar(results_csv)
-    data = json.loads(path.read_text()) if path.exists() else {}
+    data = read_json(path)
     data[label] = energy.to_dict()
-    write_text_atomic(path, json.dumps(data, indent=1))
+    write_json_atomic(path, data)
 
 
 def sweep(checkpoint: str, arch: str, voltages: list[float], out: str | Path, *,

@@ -89,7 +89,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: boo
     every step and force recompiles (0.4x), so that combination is refused."""
     cfg.validate()
     if compile and cfg.bfn_rate > 0:
-        raise ConfigError("compile with bit-flip noise training recompiles every step (2.5x "
+        raise ConfigError("compile with bit-flip noise training recompiles every step (2.4x "
                           "slower than eager, measured); train without compile")
     out = Path(out)
     train_data, test_data = data or load_dataset(cfg.data, cfg.data_root)
