@@ -75,6 +75,11 @@ def _init_weights(model: nn.Module, path: str, config: dict) -> None:
     if src["config"]["model"]["name"] != config["model"]["name"]:
         raise ConfigError(f"--init-from {path!r} holds a {src['config']['model']['name']}, "
                           f"not a {config['model']['name']}")
+    # a baseline still being trained (its checkpoint is written every epoch) is not a baseline
+    done, wanted = src["epoch"], src["config"]["train"]["epochs"]
+    if done < wanted:
+        raise ConfigError(f"--init-from {path!r} is trained for {done} of its {wanted} epochs; "
+                          f"finish it first (hwsim train ... --resume)")
     state = {k: v for k, v in src["model_state"].items() if ".quantizer." not in k}
     model.load_state_dict(state)
 

@@ -84,6 +84,16 @@ def test_finetune_from_float_checkpoint(trained, digits, tmp_path):
     assert ck["history"][-1]["test_acc"] >= 0.9  # starts from a trained float network
 
 
+def test_finetune_refuses_a_half_trained_baseline(trained, digits, tmp_path):
+    ck = torch.load(trained(None), weights_only=True)
+    ck["epoch"] = ck["config"]["train"]["epochs"] - 1  # as written mid-training
+    torch.save(ck, tmp_path / "half.pt")
+    cfg = TrainConfig(quantizer="wcat", epochs=1, init_from=str(tmp_path / "half.pt"))
+    with pytest.raises(ConfigError, match=r"half.pt' is trained for \d+ of its \d+ epochs"):
+        train(cfg, tmp_path / "ft.pt", progress=False, log=lambda s: None, data=digits)
+    assert not (tmp_path / "ft.pt").exists()
+
+
 def test_bad_training_config_is_clean_error():
     with pytest.raises(ConfigError, match="valid: .*small_cnn"):
         TrainConfig(model="resnet99").validate()
