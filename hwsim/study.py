@@ -29,7 +29,7 @@ from .report import write_report
 from .study_spec import Method, Reference, Study
 from .sweep import energy_sidecar, read_rows, sweep, voltage_grid
 
-REPORT_VERSION = "3"  # bump when the report/summary layout changes: finished studies redo it
+REPORT_VERSION = "4"  # bump when the report/summary layout changes: finished studies redo it
 
 
 def _slug(name: str) -> str:
@@ -107,6 +107,14 @@ def reference_table(ref: Reference) -> pd.DataFrame:
         title("energy_at_vmax_uJ"): fmt(row.energy_uJ, "{:.2f}")} for row in ref.rows])
 
 
+def in_study_order(df: pd.DataFrame, study: Study) -> pd.DataFrame:
+    """The rows of the study's methods, methods in the order the study file lists them (a
+    resumed study appends methods to results.csv in the order they were swept)."""
+    rank = {m.name: i for i, m in enumerate(study.methods)}
+    df = df[df["label"].isin(rank)]
+    return df.sort_values("label", key=lambda s: s.map(rank), kind="stable")
+
+
 def select_methods(study: Study, only: list[str] | None) -> Study:
     """The study restricted to the methods named in `only` (None: all of them)."""
     if not only:
@@ -180,7 +188,7 @@ def run_study(study: Study, progress: bool = True, log=print,
     # 5. frontier, report, summary: only when results changed since they were written
     study = full
     df = read_rows(results)
-    df = df[df["label"].isin([m.name for m in study.methods])]
+    df = in_study_order(df, study)
     table = summary_table(df, attacks, at_ber)
     outputs = [out / n for n in ("frontier.csv", "report.html", "summary.md")]
     # content hash of the inputs (not mtimes, which a fresh clone scrambles)

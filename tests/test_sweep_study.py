@@ -157,6 +157,17 @@ def test_study_runs_then_rerun_does_no_work(no_mapper, tmp_path, monkeypatch):
         run_study(load_study(f), progress=False, log=lambda s: None)
 
 
+def test_summary_lists_methods_in_study_order_not_sweep_order(tmp_path):
+    from hwsim.study import in_study_order
+    f = tmp_path / "tiny.yaml"
+    f.write_text(STUDY.replace("ARCH", str(ROOT / "arch/eyeriss_sram.yaml")).replace("OUT", "o"))
+    swept = pd.DataFrame({"label": ["wcat+bfn", "other", "normal", "wcat+bfn", "normal"],
+                          "voltage": [0.4, 0.4, 0.4, 0.5, 0.5]})
+    got = in_study_order(swept, load_study(f))
+    assert list(got["label"]) == ["normal", "normal", "wcat+bfn", "wcat+bfn"]
+    assert list(got["voltage"]) == [0.4, 0.5, 0.4, 0.5]  # each method's rows keep their order
+
+
 @pytest.mark.parametrize("edit, message", [
     ("quantizer: wcat,", "methods[1].quantizer: 'wcta' is not valid; valid: lsq, normal, plclip, wcat"),
     ("network: mlp", "network: 'mlpp' is not valid; valid:"),
