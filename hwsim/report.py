@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.colors import qualitative
+from plotly.colors import hex_to_rgb, qualitative, unlabel_rgb
 
 from .files import write_text_atomic
 from .pareto import frontier, lowest_energy_within, readable_table
@@ -18,10 +18,10 @@ def _colors(labels) -> dict:
     return {lab: PALETTE[i % len(PALETTE)] for i, lab in enumerate(labels)}
 
 
-def _rgba(hex_color: str, alpha: float) -> str:
-    h = hex_color.lstrip("#")
-    r, g, b = (int(h[i:i + 2], 16) for i in (0, 2, 4))
-    return f"rgba({r},{g},{b},{alpha})"
+def _rgba(color: str, alpha: float) -> str:
+    """'#1f77b4' (D3) or 'rgb(102,194,165)' (Set2, used past the 10th label) at `alpha`."""
+    r, g, b = (hex_to_rgb(color) if color.startswith("#") else unlabel_rgb(color))
+    return f"rgba({int(r)},{int(g)},{int(b)},{alpha})"
 
 
 def fig_pareto(df: pd.DataFrame, front: pd.DataFrame, colors: dict) -> go.Figure:

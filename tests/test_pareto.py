@@ -54,3 +54,22 @@ def test_pareto_command_keeps_same_named_methods_of_two_studies_apart(tmp_path):
     assert list(df["label"]) == ["resnet20_x/wcat", "resnet56_x/wcat"]
     df, _ = load_results(paths[:1])  # one study: labels untouched
     assert list(df["label"]) == ["wcat"]
+
+
+def test_report_with_more_methods_than_the_first_palette(tmp_path):
+    # past 10 labels the palette continues with Set2, given as 'rgb(r,g,b)' instead of '#hex';
+    # comparing four networks' studies (8 methods each) gets there
+    from hwsim.report import PALETTE, write_report
+    from hwsim.sweep import COLUMNS
+    rows = []
+    for i in range(12):
+        for v, acc in ((0.8, 0.9), (0.4, 0.5 + 0.01 * i)):
+            row = {c: 0 for c in COLUMNS}
+            row.update(label=f"net{i // 8}/m{i}", voltage=v, ber=1e-3 * (v < 0.5),
+                       acc_clean=0.9, acc_mean=acc, acc_ci95=0.01, energy_uJ=100 * v + i)
+            rows.append(row)
+    write_report(pd.DataFrame(rows), tmp_path / "r.html")
+    page = (tmp_path / "r.html").read_text()
+    assert PALETTE[11].startswith("rgb(")
+    r, g, b = PALETTE[11][4:-1].split(",")
+    assert f"rgba({int(r)},{int(g)},{int(b)},0.15)" in page  # the 12th method's CI band
