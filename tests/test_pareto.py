@@ -1,5 +1,6 @@
 import numpy as np
 import pandas as pd
+import pytest
 
 from hwsim.pareto import lowest_energy_within, pareto_mask
 
@@ -54,6 +55,24 @@ def test_pareto_command_keeps_same_named_methods_of_two_studies_apart(tmp_path):
     assert list(df["label"]) == ["resnet20_x/wcat", "resnet56_x/wcat"]
     df, _ = load_results(paths[:1])  # one study: labels untouched
     assert list(df["label"]) == ["wcat"]
+
+
+def test_pareto_methods_filter_keeps_the_named_methods_of_every_csv(tmp_path):
+    from hwsim.commands.pareto import load_results
+    from hwsim.sweep import COLUMNS
+    from models.errors import ConfigError
+    paths = []
+    for study, methods in (("r20", ["normal", "lsq", "wcat+bfn"]), ("r32", ["normal", "wcat+bfn"])):
+        (tmp_path / study).mkdir()
+        paths.append(str(tmp_path / study / "results.csv"))
+        rows = [{**{c: 0 for c in COLUMNS}, "label": m, "voltage": 0.8, "acc_mean": 0.9,
+                 "energy_uJ": 1.0} for m in methods]
+        pd.DataFrame(rows).to_csv(paths[-1], index=False)
+    df, _ = load_results(paths, ["normal", "wcat+bfn"])
+    assert list(df["label"]) == ["r20/normal", "r20/wcat+bfn", "r32/normal", "r32/wcat+bfn"]
+    with pytest.raises(ConfigError, match=r"--methods wcat: in none of the CSVs; valid: "
+                                          r"lsq, normal, wcat\+bfn"):
+        load_results(paths, ["normal", "wcat"])
 
 
 def test_report_with_more_methods_than_the_first_palette(tmp_path):

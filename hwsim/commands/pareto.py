@@ -20,10 +20,14 @@ def register(sub) -> None:
     p.add_argument("--out", default="report.html")
     p.add_argument("--frontier", help="frontier CSV (default: next to --out)")
     p.add_argument("--title", default="hwsim report")
+    p.add_argument("--methods", metavar="M1,M2",
+                   help="only these methods (sweep labels) of every CSV, e.g. normal,wcat+bfn "
+                        "to compare networks without the other six methods")
     p.set_defaults(func=run)
 
 
-def load_results(paths: list[str]) -> tuple[pd.DataFrame, dict]:
+def load_results(paths: list[str], methods: list[str] | None = None
+                 ) -> tuple[pd.DataFrame, dict]:
     frames, layers = [], {}
     for path in paths:
         if not Path(path).is_file():
@@ -38,11 +42,22 @@ def load_results(paths: list[str]) -> tuple[pd.DataFrame, dict]:
         if side.exists():
             for k, v in json.loads(side.read_text()).items():
                 layers.setdefault(k, v["layers"])
+    if methods:
+        frames = _only(frames, methods)
     _disambiguate(frames, [Path(p) for p in paths])
     df = pd.concat(frames, ignore_index=True)
     if df.empty:
         raise ConfigError("no points in the given CSVs")
     return df, layers
+
+
+def _only(frames: list[pd.DataFrame], methods: list[str]) -> list[pd.DataFrame]:
+    have = {lab for f in frames for lab in f["label"].astype(str)}
+    bad = [m for m in methods if m not in have]
+    if bad:
+        raise ConfigError(f"--methods {','.join(bad)}: in none of the CSVs; valid: "
+                          f"{', '.join(sorted(have))}")
+    return [f[f["label"].astype(str).isin(methods)] for f in frames]
 
 
 def _disambiguate(frames: list[pd.DataFrame], paths: list[Path]) -> None:
@@ -60,7 +75,8 @@ def _disambiguate(frames: list[pd.DataFrame], paths: list[Path]) -> None:
 
 
 def run(args) -> int:
-    df, layers = load_results(args.csv)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
+    df, layers = load_results(args.csv, methods)
     first = dict(list(layers.items())[:1])
     front = write_report(df, args.out, title=args.title, energy_layers=first)
     fpath = Path(args.frontier or Path(args.out).with_name(Path(args.out).stem + "_frontier.csv"))
