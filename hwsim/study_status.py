@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from pathlib import Path
+
 from models.checkpoint import read_checkpoint
 
 from .files import read_json
@@ -41,3 +43,20 @@ def study_status(study: Study) -> pd.DataFrame:
             "BFA (seeds)": (f"{len(bfa.get('n_flips', [])) if bfa else 0}/"
                             f"{study.attacks.bfa_seeds}")})
     return pd.DataFrame(table)
+
+
+def baseline_status(study: Study) -> str | None:
+    """One line on the checkpoint every method is fine-tuned from (None: trained from
+    scratch): how far its training is, since fine-tuning waits for it to finish."""
+    src = study.training.init_from
+    if not src:
+        return None
+    if not Path(src).exists():
+        return (f"baseline {src}: missing; train it first (the study file's header has the "
+                f"command)")
+    ck = read_checkpoint(src)
+    done, wanted = ck["epoch"], ck["config"]["train"]["epochs"]
+    acc = ck["history"][-1]["test_acc"] if ck.get("history") else None
+    state = "finished" if done >= wanted else "in progress: resume it with hwsim train ... --resume"
+    return (f"baseline {src}: {done}/{wanted} epochs"
+            + ("" if acc is None else f", test acc {100 * acc:.2f}%") + f" ({state})")

@@ -247,3 +247,27 @@ def test_study_only_runs_the_named_methods_and_leaves_the_report(no_mapper, tmp_
     assert set(pd.read_csv(out / "results.csv")["label"]) == {"wcat+bfn"}
     assert (out / "checkpoints/wcat_bfn.pt").exists()
     assert not (out / "checkpoints/normal.pt").exists() and not (out / "summary.md").exists()
+
+
+def test_status_reports_the_baseline_fine_tuning_waits_for(trained, tmp_path):
+    import torch
+    from hwsim.study_status import baseline_status
+    f = tmp_path / "tiny.yaml"
+    base = tmp_path / "float.pt"
+    f.write_text(STUDY.replace("ARCH", str(ROOT / "arch/eyeriss_sram.yaml")).replace("OUT", "o")
+                 .replace("lr: 0.05}", f"lr: 0.05, init_from: {base}}}"))
+    assert baseline_status(load_study(f)).endswith("float.pt: missing; train it first (the "
+                                                   "study file's header has the command)")
+    ck = torch.load(trained(None), weights_only=True)
+    wanted = ck["config"]["train"]["epochs"]
+    torch.save(ck, base)
+    acc = 100 * ck["history"][-1]["test_acc"]
+    assert baseline_status(load_study(f)) == \
+        f"baseline {base}: {wanted}/{wanted} epochs, test acc {acc:.2f}% (finished)"
+    ck["epoch"] = 1
+    torch.save(ck, base)
+    assert f": 1/{wanted} epochs" in baseline_status(load_study(f))
+    assert "(in progress: resume it with hwsim train ... --resume)" in \
+        baseline_status(load_study(f))
+    f.write_text(f.read_text().replace(f", init_from: {base}", ""))
+    assert baseline_status(load_study(f)) is None

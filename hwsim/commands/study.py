@@ -28,9 +28,11 @@ def run(args) -> int:
     study = load_study(args.file)
     only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
     if args.status:
-        from hwsim.study_status import study_status
+        from hwsim.study_status import baseline_status, study_status
         table = study_status(select_methods(study, only))
         print(f"study {study.name} ({study.out_dir}/): done/wanted")
+        if baseline_status(study):
+            print(baseline_status(study))
         print(format_table(table))
         return 0
     table = run_study(study, progress=not args.no_progress, only=only)
