@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import html
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -63,8 +64,20 @@ def fig_vs(df: pd.DataFrame, colors: dict, x: str, title: str, log_x: bool) -> g
     fig.update_layout(title=title, yaxis_title="accuracy (%), mean with 95% CI band",
                       xaxis_title={"ber": "bit error rate", "voltage": "weight-memory voltage (V)"}[x])
     if log_x:
-        fig.update_xaxes(type="log")
+        fig.update_xaxes(type="log", range=_log_range(df, x))
     return fig
+
+
+def _log_range(df: pd.DataFrame, x: str) -> list[float] | None:
+    """Log-axis range that starts two decades before the first point where any method loses
+    half a point (high voltages give BERs down to 1e-14 where nothing happens, which would
+    take most of the plot); None (plotly's own range) when no method loses anything."""
+    pos = df[df[x] > 0]
+    hurt = pos[pos["acc_mean"] < pos["acc_clean"] - 0.005]
+    if hurt.empty:
+        return None
+    lo = max(float(hurt[x].min()) / 100, float(pos[x].min()))
+    return [math.log10(lo), math.log10(float(pos[x].max())) + 0.1]
 
 
 def fig_layers(energy_layers: list[dict], title: str) -> go.Figure:

@@ -92,3 +92,13 @@ def test_report_with_more_methods_than_the_first_palette(tmp_path):
     assert PALETTE[11].startswith("rgb(")
     r, g, b = PALETTE[11][4:-1].split(",")
     assert f"rgba({int(r)},{int(g)},{int(b)},0.15)" in page  # the 12th method's CI band
+
+
+def test_ber_axis_starts_two_decades_before_the_first_loss():
+    from hwsim.report import _log_range
+    bers = [1e-14, 1e-10, 1e-6, 1e-4, 1e-3, 1e-2]
+    df = pd.DataFrame({"ber": bers, "acc_clean": 0.9,
+                       "acc_mean": [0.9, 0.9, 0.9, 0.898, 0.85, 0.5]})
+    lo, hi = _log_range(df, "ber")
+    assert lo == pytest.approx(-5.0) and hi == pytest.approx(-1.9)  # 1e-3 lost 5 points
+    assert _log_range(df.assign(acc_mean=0.9), "ber") is None  # nothing lost: plotly decides
