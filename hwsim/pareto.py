@@ -54,8 +54,8 @@ TABLE_COLUMNS = {
     "method": ("method", "{}"), "clean_acc_%": ("clean acc %", "{:.2f}"),
     "v_min_V": ("V_min (V)", "{:.2f}"), "ber_at_v_min": ("BER at V_min", "{:.2g}"),
     "acc_at_v_min_%": ("acc at V_min %", "{:.2f}"),
-    "energy_at_v_min_uJ": ("E at V_min (uJ)", "{:.4g}"),
-    "energy_at_vmax_uJ": ("E at Vmax (uJ)", "{:.4g}"), "saving_%": ("saving %", "{:.1f}"),
+    "energy_at_v_min_uJ": ("E at V_min (uJ)", "{:#.4g}"),
+    "energy_at_vmax_uJ": ("E at Vmax (uJ)", "{:#.4g}"), "saving_%": ("saving %", "{:.1f}"),
     "bfa_n_flip": ("BFA N_flip", "{}")}
 
 

@@ -29,7 +29,7 @@ from .report import write_report
 from .study_spec import Method, Reference, Study
 from .sweep import energy_sidecar, read_rows, sweep, voltage_grid
 
-REPORT_VERSION = "5"  # bump when the report/summary layout changes: finished studies redo it
+REPORT_VERSION = "6"  # bump when the report/summary layout changes: finished studies redo it
 
 
 def _slug(name: str) -> str:

@@ -102,3 +102,11 @@ def test_ber_axis_starts_two_decades_before_the_first_loss():
     lo, hi = _log_range(df, "ber")
     assert lo == pytest.approx(-5.0) and hi == pytest.approx(-1.9)  # 1e-3 lost 5 points
     assert _log_range(df.assign(acc_mean=0.9), "ber") is None  # nothing lost: plotly decides
+
+
+def test_table_energies_keep_four_significant_digits_with_trailing_zeros():
+    from hwsim.pareto import readable_table
+    t = readable_table(pd.DataFrame({"energy_at_v_min_uJ": [111.0, 110.84, 0.0443],
+                                     "energy_at_vmax_uJ": [115.57, 115.57, 0.09738]}))
+    assert list(t["E at V_min (uJ)"]) == ["111.0", "110.8", "0.04430"]
+    assert list(t["E at Vmax (uJ)"]) == ["115.6", "115.6", "0.09738"]
