@@ -9,7 +9,7 @@ import torch
 
 from hwsim.cli import main
 from models import StoredWeights, load_checkpoint, quant_layers
-from models.attacks import (BitSearch, _ce, bfa_nflip, bfa_run, bit_weights, hamming_distance,
+from models.attacks import (BitSearch, HeldOutCheck, _ce, bfa_nflip, bfa_run, bit_weights, hamming_distance,
                             random_guess_threshold, random_nflip, split_attack_batch, tbfa,
                             tbfa_all_pairs)
 from models.faults import from_unsigned, to_unsigned
@@ -286,3 +286,32 @@ def test_bfa_runs_on_channels_last_weights(trained, digits):
     assert all(int(run.ints[p]) == v for p, v in final.items())
     changed = (run.ints != stored.ints).nonzero().reshape(-1).tolist()
     assert sorted(changed) == sorted(p for p, v in final.items() if v != int(stored.ints[p]))
+
+
+def test_held_out_check_is_exact_and_learns_its_order(models, digits):
+    """The ordered early-stopping check answers exactly `accuracy < threshold` as the weights
+    degrade; asked twice about the same weights, the learned order never needs more images,
+    and over a degrading network it needs fewer."""
+    from models.evaluate import accuracy
+    model = models["normal"]
+    x, y = digits[1].tensors()
+    stored = StoredWeights(model)
+    flips = np.random.default_rng(0).choice(stored.n_bits, size=3000, replace=False)
+    checks = {t: HeldOutCheck(x, y, t, batch_size=16) for t in (0.11, 0.5, 0.9, 0.97)}
+    answers, cost = set(), {"first": 0, "again": 0}
+    model.eval()
+    for k in (0, 30, 100, 300, 1000, 3000):
+        with stored.installed(stored.flipped(flips[:k])):
+            acc = accuracy(model, (x, y))
+            for t, check in checks.items():
+                spent = []
+                for _ in range(2):
+                    before = check.images
+                    assert check(model) == (acc < t), (k, t, acc)
+                    spent.append(check.images - before)
+                answers.add(acc < t)
+                assert spent[1] <= spent[0], (k, t)
+                cost["first"] += spent[0]
+                cost["again"] += spent[1]
+    assert answers == {True, False}  # both outcomes were exercised
+    assert cost["again"] < cost["first"]
