@@ -29,7 +29,7 @@ from .report import write_report
 from .study_spec import Method, Reference, Study
 from .sweep import energy_sidecar, read_rows, sweep, voltage_grid
 
-REPORT_VERSION = "6"  # bump when the report/summary layout changes: finished studies redo it
+REPORT_VERSION = "7"  # bump when the report/summary layout changes: finished studies redo it
 
 
 def _slug(name: str) -> str:
@@ -222,6 +222,8 @@ def _summary_md(study: Study, table: pd.DataFrame, dataset: str) -> str:
 - Voltages: {study.voltages.min}-{study.voltages.max} V, step {study.voltages.step};
   Monte Carlo: up to {study.monte_carlo.realizations} realizations per point,
   stop at 95% CI half-width {study.monte_carlo.ci_target}
+- Training: {_training_line(study)}
+- BFA: {_bfa_line(study)}
 - Versions: {_versions()}
 
 Per method: clean accuracy and the lowest-energy weight-memory voltage whose mean accuracy
@@ -232,6 +234,26 @@ stays within 1 point of it; energy per inference there, and saving against {stud
 Files: results.csv (every point), frontier.csv (Pareto set), report.html (figures),
 checkpoints/ (with their training logs).
 """
+
+
+def _training_line(study: Study) -> str:
+    t = study.training
+    line = (f"{t.epochs} epochs per method, batch {t.batch_size}, SGD lr {t.lr} (cosine), "
+            f"momentum {t.momentum}, weight decay {t.weight_decay}, BFN rate {t.bfn_rate} "
+            f"where enabled, seed {study.seed}")
+    if t.init_from:
+        line += (f"; fine-tuned from `{t.init_from}` (its command: the study file's header; "
+                 f"its per-epoch log: `{t.init_from}.log`)")
+    return line
+
+
+def _bfa_line(study: Study) -> str:
+    a = study.attacks
+    if a.bfa_seeds <= 0:
+        return "not run"
+    return (f"{a.bfa_seeds} attack seeds ({study.seed}..{study.seed + a.bfa_seeds - 1}), attack "
+            f"batch {a.attack_batch}, N_flip until held-out accuracy < 1.1x random guess, at "
+            f"most {a.max_flips} flips")
 
 
 def _reference_md(study: Study) -> str:

@@ -143,6 +143,8 @@ def test_study_runs_then_rerun_does_no_work(no_mapper, tmp_path, monkeypatch):
         assert (out / name).exists(), name
     summary = (out / "summary.md").read_text()
     assert re.search(r"\| +method \| +clean acc % \|", summary)
+    assert "- Training: 3 epochs per method, batch 64, SGD lr 0.05 (cosine)" in summary
+    assert "- BFA: not run\n" in summary
     assert "Published figures for comparison (a paper, Table 1)" in summary
     assert re.search(r"\| +wcat\+bfn \| +91\.88 \| +88\.62 \| +90\.2 \| +\|", summary)
     stamp = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
