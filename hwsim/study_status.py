@@ -2,11 +2,11 @@
 results folder without loading data or models (`hwsim study FILE --status`)."""
 from __future__ import annotations
 
-import pandas as pd
-
 from pathlib import Path
 
-from models.checkpoint import read_checkpoint
+import pandas as pd
+
+from models.checkpoint import epochs_trained, last_test_acc, read_checkpoint
 
 from .files import read_json
 from .study import checkpoint_path
@@ -28,8 +28,7 @@ def study_status(study: Study) -> pd.DataFrame:
         epochs, acc = 0, None
         if path.exists():
             ck = read_checkpoint(path)
-            epochs = ck["epoch"]
-            acc = ck["history"][-1]["test_acc"] if ck.get("history") else None
+            epochs, acc = ck["epoch"], last_test_acc(ck)
         want = "-" if m.checkpoint else study.training.epochs
         mine = rows[rows["label"] == m.name]
         swept = len(grid & set(mine["voltage"].round(6)))
@@ -55,8 +54,7 @@ def baseline_status(study: Study) -> str | None:
         return (f"baseline {src}: missing; train it first (the study file's header has the "
                 f"command)")
     ck = read_checkpoint(src)
-    done, wanted = ck["epoch"], ck["config"]["train"]["epochs"]
-    acc = ck["history"][-1]["test_acc"] if ck.get("history") else None
+    (done, wanted), acc = epochs_trained(ck), last_test_acc(ck)
     state = "finished" if done >= wanted else "in progress: resume it with hwsim train ... --resume"
     return (f"baseline {src}: {done}/{wanted} epochs"
             + ("" if acc is None else f", test acc {100 * acc:.2f}%") + f" ({state})")

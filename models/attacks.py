@@ -119,7 +119,7 @@ class HeldOutCheck:
         self.x, self.y, self.batch_size, self.reorder = x, y, batch_size, reorder
         self.need = threshold * len(y)
         self.order = torch.arange(len(y), device=y.device)
-        self.images = 0  # evaluated so far, over all checks (benchmarks/bench_attack.py)
+        self.images = 0  # evaluated so far, over all checks (benchmarks/bench_bfa_check.py)
 
     @torch.no_grad()
     def __call__(self, model: nn.Module) -> bool:
@@ -129,17 +129,17 @@ class HeldOutCheck:
             y = self.y[idx]
             logits = model(use_channels_last(model, self.x[idx]))
             correct += int((logits.argmax(1) == y).sum())
-            true = logits.gather(1, y[:, None]).squeeze(1)
-            margins.append(true - logits.scatter(1, y[:, None], float("-inf")).amax(1))
+            if self.reorder:  # off: fixed order, the baseline of benchmarks/bench_bfa_check.py
+                true = logits.gather(1, y[:, None]).squeeze(1)
+                margins.append(true - logits.scatter(1, y[:, None], float("-inf")).amax(1))
             self.images += len(idx)
             if correct >= self.need:
                 break
-        if not self.reorder:  # fixed order (the baseline in benchmarks/bench_attack.py)
-            return correct < self.need
-        seen = torch.cat(margins)
-        k = len(seen)
-        self.order = torch.cat([self.order[:k][torch.argsort(seen, descending=True, stable=True)],
-                                self.order[k:]])
+        if margins:
+            seen = torch.cat(margins)
+            k = len(seen)
+            self.order = torch.cat([self.order[:k][torch.argsort(seen, descending=True,
+                                                                  stable=True)], self.order[k:]])
         return correct < self.need
 
 

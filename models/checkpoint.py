@@ -25,6 +25,17 @@ def build_model(config: dict) -> nn.Module:
     return model
 
 
+def epochs_trained(ckpt: dict) -> tuple[int, int]:
+    """(epochs done, epochs its recipe asks for): a checkpoint is written after every epoch,
+    so one still being trained reads e.g. (12, 40)."""
+    return ckpt["epoch"], ckpt["config"]["train"]["epochs"]
+
+
+def last_test_acc(ckpt: dict) -> float | None:
+    """Test accuracy after the last epoch written, from the training history."""
+    return ckpt["history"][-1]["test_acc"] if ckpt.get("history") else None
+
+
 def save_atomic(obj, path: str | os.PathLike) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

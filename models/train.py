@@ -14,7 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .checkpoint import FORMAT, build_model, read_checkpoint, save_atomic
+from .checkpoint import FORMAT, build_model, epochs_trained, read_checkpoint, save_atomic
 from .data import load_dataset
 from .errors import ConfigError
 from .evaluate import accuracy, use_channels_last
@@ -76,7 +76,7 @@ def _init_weights(model: nn.Module, path: str, config: dict) -> None:
         raise ConfigError(f"--init-from {path!r} holds a {src['config']['model']['name']}, "
                           f"not a {config['model']['name']}")
     # a baseline still being trained (its checkpoint is written every epoch) is not a baseline
-    done, wanted = src["epoch"], src["config"]["train"]["epochs"]
+    done, wanted = epochs_trained(src)
     if done < wanted:
         raise ConfigError(f"--init-from {path!r} is trained for {done} of its {wanted} epochs; "
                           f"finish it first (hwsim train ... --resume)")

@@ -13,7 +13,7 @@ from models.checkpoint import load_checkpoint, method_name
 from models.data import CIFAR10_CLASSES, load_dataset
 from models.errors import ConfigError
 
-from .common import add_threads, apply_threads, print_json
+from .common import add_threads, apply_threads, comma_list, print_json
 
 
 def _common(p, max_flips: int = 500) -> None:
@@ -155,8 +155,8 @@ def run_tbfa(args) -> int:
             raise ConfigError("--all-pairs runs every pair; drop --source/--target")
         classes = None
         if args.classes:
-            classes = [_class(c.strip(), "classes", data_name, test.num_classes)
-                       for c in args.classes.split(",") if c.strip()]
+            classes = [_class(c, "classes", data_name, test.num_classes)
+                       for c in comma_list(args.classes) or []]
             if len(set(classes)) < 2:
                 raise ConfigError(f"--classes {args.classes!r}: need at least two classes")
         res = tbfa_all_pairs(model, test, classes=classes, **kw)

@@ -21,6 +21,12 @@ def parse_params(items: list[str] | None) -> dict:
     return out
 
 
+def comma_list(value: str | None) -> list[str] | None:
+    """'a, b,,c' -> ['a', 'b', 'c'] (options like --only, --methods); None/'' -> None."""
+    items = [v.strip() for v in (value or "").split(",") if v.strip()]
+    return items or None
+
+
 def add_threads(p) -> None:
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: torch's choice)")

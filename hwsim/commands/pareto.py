@@ -11,6 +11,8 @@ from hwsim.report import write_report
 from hwsim.sweep import COLUMNS, energy_sidecar, read_rows
 from models.errors import ConfigError
 
+from .common import comma_list
+
 
 def register(sub) -> None:
     p = sub.add_parser("pareto", help="Pareto frontier + self-contained HTML report",
@@ -75,8 +77,7 @@ def _disambiguate(frames: list[pd.DataFrame], paths: list[Path]) -> None:
 
 
 def run(args) -> int:
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
-    df, layers = load_results(args.csv, methods)
+    df, layers = load_results(args.csv, comma_list(args.methods))
     first = dict(list(layers.items())[:1])
     front = write_report(df, args.out, title=args.title, energy_layers=first)
     fpath = Path(args.frontier or Path(args.out).with_name(Path(args.out).stem + "_frontier.csv"))

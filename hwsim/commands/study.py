@@ -4,7 +4,7 @@ from __future__ import annotations
 from hwsim.study import format_table, run_study, select_methods
 from hwsim.study_spec import load_study
 
-from .common import add_threads, apply_threads
+from .common import add_threads, apply_threads, comma_list
 
 
 def register(sub) -> None:
@@ -26,13 +26,14 @@ def register(sub) -> None:
 def run(args) -> int:
     apply_threads(args)
     study = load_study(args.file)
-    only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
+    only = comma_list(args.only)
     if args.status:
         from hwsim.study_status import baseline_status, study_status
         table = study_status(select_methods(study, only))
         print(f"study {study.name} ({study.out_dir}/): done/wanted")
-        if baseline_status(study):
-            print(baseline_status(study))
+        baseline = baseline_status(study)
+        if baseline:
+            print(baseline)
         print(format_table(table))
         return 0
     table = run_study(study, progress=not args.no_progress, only=only)
