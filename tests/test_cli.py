@@ -46,6 +46,9 @@ def test_train_eval_sweep_pareto(capsys, tmp_path):
     assert df.energy_uJ.is_monotonic_increasing
     code, out, _ = run(capsys, "pareto", csv, "--out", tmp_path / "rep.html")
     assert code == 0 and (tmp_path / "rep.html").stat().st_size > 3_000_000
+    # the report records the command that rebuilds it
+    assert f"Made by: hwsim pareto {csv} --out {tmp_path / 'rep.html'}" in (
+        tmp_path / "rep.html").read_text()
     front = pd.read_csv(tmp_path / "rep_frontier.csv")
     assert 1 <= len(front) <= 3
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import pandas as pd
@@ -76,10 +77,21 @@ def _disambiguate(frames: list[pd.DataFrame], paths: list[Path]) -> None:
         f["label"] = name + "/" + f["label"].astype(str)
 
 
+def _command(args) -> str:
+    """The command line that rebuilds this report, recorded in it."""
+    parts = ["hwsim", "pareto", *args.csv]
+    for flag, value in (("--methods", args.methods), ("--title", args.title),
+                        ("--out", args.out), ("--frontier", args.frontier)):
+        if value is not None and not (flag == "--title" and value == "hwsim report"):
+            parts += [flag, str(value)]
+    return shlex.join(map(str, parts))
+
+
 def run(args) -> int:
     df, layers = load_results(args.csv, comma_list(args.methods))
     first = dict(list(layers.items())[:1])
-    front = write_report(df, args.out, title=args.title, energy_layers=first)
+    front = write_report(df, args.out, title=args.title, energy_layers=first,
+                         notes=f"Made by: {_command(args)}")
     fpath = Path(args.frontier or Path(args.out).with_name(Path(args.out).stem + "_frontier.csv"))
     write_text_atomic(fpath, front.to_csv(index=False))
     print(f"{len(df)} points, {len(front)} on the frontier")
