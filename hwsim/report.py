@@ -13,6 +13,7 @@ from .files import write_text_atomic
 from .pareto import frontier, lowest_energy_within, readable_table
 
 PALETTE = qualitative.D3 + qualitative.Set2
+DEFAULT_TITLE = "hwsim report"
 
 
 def _colors(labels) -> dict:
@@ -92,7 +93,7 @@ def fig_layers(energy_layers: list[dict], title: str) -> go.Figure:
     return fig
 
 
-def write_report(df: pd.DataFrame, out: str | Path, *, title: str = "hwsim report",
+def write_report(df: pd.DataFrame, out: str | Path, *, title: str = DEFAULT_TITLE,
                  energy_layers: dict[str, list[dict]] | None = None,
                  notes: str = "", table: pd.DataFrame | None = None) -> pd.DataFrame:
     """Write the HTML report; returns the frontier."""

@@ -10,8 +10,8 @@ import torch
 from hwsim.cli import main
 from models import StoredWeights, load_checkpoint, quant_layers
 from models.attacks import (BitSearch, HeldOutCheck, _ce, bfa_nflip, bfa_run, bit_weights,
-                            hamming_distance, random_guess_threshold, random_nflip, split_attack_batch, tbfa,
-                            tbfa_all_pairs)
+                            hamming_distance, random_guess_threshold, random_nflip,
+                            split_attack_batch, tbfa, tbfa_all_pairs)
 from models.faults import from_unsigned, to_unsigned
 from models.train import TrainConfig, train
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from hwsim.files import write_text_atomic
-from hwsim.report import write_report
+from hwsim.report import DEFAULT_TITLE, write_report
 from hwsim.sweep import COLUMNS, energy_sidecar, read_rows
 from models.errors import ConfigError
 
@@ -22,7 +22,7 @@ def register(sub) -> None:
     p.add_argument("csv", nargs="+", help="results CSVs from `hwsim sweep`")
     p.add_argument("--out", default="report.html")
     p.add_argument("--frontier", help="frontier CSV (default: next to --out)")
-    p.add_argument("--title", default="hwsim report")
+    p.add_argument("--title", default=DEFAULT_TITLE)
     p.add_argument("--methods", metavar="M1,M2",
                    help="only these methods (sweep labels) of every CSV, e.g. normal,wcat+bfn "
                         "to compare networks without the other six methods")
@@ -82,8 +82,8 @@ def _command(args) -> str:
     parts = ["hwsim", "pareto", *args.csv]
     for flag, value in (("--methods", args.methods), ("--title", args.title),
                         ("--out", args.out), ("--frontier", args.frontier)):
-        if value is not None and not (flag == "--title" and value == "hwsim report"):
-            parts += [flag, str(value)]
+        if value is not None and not (flag == "--title" and value == DEFAULT_TITLE):
+            parts += [flag, value]
     return shlex.join(map(str, parts))
 
 
