@@ -17,6 +17,7 @@ import torch.nn as nn
 from scipy import stats
 from tqdm import tqdm
 
+from .device import model_device
 from .errors import ConfigError
 from .faults import flip_positions, sample_flip_count, sample_positions
 from .quant import quant_layers
@@ -39,9 +40,12 @@ EVAL_BATCH = 128
 
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = EVAL_BATCH) -> torch.Tensor:
+    """Predicted classes (on the CPU) for inputs on any device; batches go to the model's."""
     model.eval()
+    dev = model_device(model)
     x = use_channels_last(model, x)
-    return torch.cat([model(x[i:i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
+    return torch.cat([model(x[i:i + batch_size].to(dev, non_blocking=True)).argmax(1).cpu()
+                      for i in range(0, len(x), batch_size)])
 
 
 @torch.no_grad()

@@ -72,6 +72,7 @@ def test_ber_fit_cli_writes_a_model_every_command_reads(capsys, tmp_path):
     (["study", "missing.yaml"], "study file 'missing.yaml' does not exist"),
     (["train", "--out", "x.pt", "--data", "cifar10"], "cifar10 needs a data root"),
     (["train", "--out", "x.pt", "--param", "c"], "--param 'c': expected KEY=VALUE"),
+    (["eval", "--checkpoint", "x.pt", "--device", "gpu"], "device 'gpu': valid: cpu, cuda"),
 ])
 def test_user_mistakes_are_one_line_errors(capsys, argv, fragment):
     code, _, err = run(capsys, *argv)

@@ -32,6 +32,11 @@ def add_threads(p) -> None:
                    help="torch CPU threads (default: torch's choice)")
 
 
+def add_device(p) -> None:
+    p.add_argument("--device", default="cpu",
+                   help="cpu (default), cuda, cuda:N, or auto (cuda when torch sees one)")
+
+
 def apply_threads(args) -> None:
     if getattr(args, "threads", None):
         torch.set_num_threads(args.threads)

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from models.checkpoint import load_checkpoint, method_name
 from models.data import load_dataset
+from models.device import resolve_device
 from models.evaluate import evaluate_under_bit_errors
 
-from .common import add_threads, apply_threads, print_json
+from .common import add_device, add_threads, apply_threads, print_json
 
 
 def register(sub) -> None:
@@ -19,6 +20,7 @@ def register(sub) -> None:
     p.add_argument("--data-root", help="override the data root stored in the checkpoint")
     p.add_argument("--json", action="store_true")
     add_threads(p)
+    add_device(p)
     p.set_defaults(func=run)
 
 
@@ -29,13 +31,15 @@ def load_eval_data(config: dict, data_root: str | None):
 
 def run(args) -> int:
     apply_threads(args)
+    dev = resolve_device(args.device)
     model, config = load_checkpoint(args.checkpoint)
+    model.to(dev)
     test = load_eval_data(config, args.data_root)
     r = evaluate_under_bit_errors(model, test, args.ber, args.realizations, args.seed,
                                   progress=not args.json)
     out = dict(r.as_dict(), checkpoint=args.checkpoint, method=method_name(config),
                bits=(config.get("quantizer") or {}).get("bits"), seed=args.seed,
-               test_images=len(test))
+               test_images=len(test), device=str(dev))
     if args.json:
         print_json(out)
     else:

@@ -8,7 +8,7 @@ from models.networks import NETWORKS
 from models.quant import QUANTIZERS
 from models.train import TrainConfig, train
 
-from .common import add_threads, apply_threads, parse_params
+from .common import add_device, add_threads, apply_threads, parse_params
 
 # paper App. B.2 for CIFAR; a short recipe that reaches >98% on digits in seconds
 DEFAULTS = {"digits": dict(epochs=15, batch_size=64, lr=0.05),
@@ -45,6 +45,7 @@ def register(sub) -> None:
                    help="torch.compile the training step: ~1.2x faster for float ResNets on "
                         "CPU after ~20 s of compilation; not with --bfn-rate")
     add_threads(p)
+    add_device(p)
     p.set_defaults(func=run)
 
 
@@ -67,7 +68,7 @@ def run(args) -> int:
             f.write(line + "\n")
 
     ck = train(cfg, args.out, resume=args.resume, progress=not args.no_progress, log=log,
-               compile=args.compile)
+               compile=args.compile, device=args.device)
     last = ck["history"][-1] if ck and ck["history"] else {}
     print(f"checkpoint: {args.out}  test accuracy: {last.get('test_acc', float('nan')):.4f}")
     return 0
