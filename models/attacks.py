@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .errors import ConfigError
-from .evaluate import EVAL_BATCH, StoredWeights, predict, use_channels_last
+from .evaluate import EVAL_BATCH, StoredWeights, on_model_device, predict, use_channels_last
 from .faults import to_unsigned
 from .quant import quant_layers
 
@@ -46,15 +46,6 @@ from .quant import quant_layers
 def random_guess_threshold(num_classes: int) -> float:
     """Accuracy below which a network is 'crushed': 1.1x random guess (11% for 10 classes)."""
     return 1.1 / num_classes
-
-
-def _xy(data, model: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(images, labels) of an ImageData or an (x, y) pair, on the model's device."""
-    x, y = data.tensors() if hasattr(data, "tensors") else data
-    if model is not None:
-        dev = next(model.parameters()).device
-        x, y = x.to(dev), y.to(dev)
-    return x, y
 
 
 def split_attack_batch(labels, attack_batch: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -342,7 +333,7 @@ def bfa_run(model: nn.Module, test_data, *, attack_batch: int = 128, max_flips: 
             seed: int = 0, topk: int = 1, progress: bool = False,
             reorder_check: bool = True) -> AttackRun:
     """One BFA run: the attack batch is drawn with `seed`; accuracy is measured on the rest."""
-    x, y = _xy(test_data, model)
+    x, y = on_model_device(test_data, model)
     num_classes = getattr(test_data, "num_classes", None) or int(y.max()) + 1
     thr = random_guess_threshold(num_classes)
     if max_flips < 0:
@@ -419,7 +410,7 @@ def random_nflip(model: nn.Module, test_data, *, seeds: int = 10, attack_batch: 
                  max_flips: int = 20000, seed: int = 0, step: int = 10) -> dict:
     """Baseline: flip distinct random bits `step` at a time until the held-out accuracy (same
     split as BFA) is below random guess; N_flip has a resolution of `step` flips."""
-    x, y = _xy(test_data, model)
+    x, y = on_model_device(test_data, model)
     thr = random_guess_threshold(getattr(test_data, "num_classes", None) or int(y.max()) + 1)
     stored = StoredWeights(model)
     n, reached = [], []
@@ -472,7 +463,7 @@ def tbfa_run(model: nn.Module, test_data, source: int, target: int, *, attack_ba
              progress: bool = False) -> AttackRun:
     """One stealthy T-BFA run (1-to-1): source-class inputs -> target, other classes kept.
     Stops when the held-out attack success rate reaches `target_asr` or at the budget."""
-    x, y = _xy(test_data, model)
+    x, y = on_model_device(test_data, model)
     num_classes = getattr(test_data, "num_classes", None) or int(y.max()) + 1
     for name, c in (("source", source), ("target", target)):
         if not (isinstance(c, (int, np.integer)) and 0 <= c < num_classes):
@@ -546,7 +537,7 @@ def tbfa_all_pairs(model: nn.Module, test_data, *, classes: list[int] | None = N
                    progress: bool = False, **kw) -> dict:
     """T-BFA for every ordered (source, target) pair of `classes` (paper Fig. 13): per-pair
     results and matrices of mean N_flip / ASR / other-class accuracy (nan on the diagonal)."""
-    x, y = _xy(test_data, model)
+    x, y = on_model_device(test_data, model)
     num_classes = getattr(test_data, "num_classes", None) or int(y.max()) + 1
     classes = list(range(num_classes)) if classes is None else list(classes)
     k = len(classes)

@@ -24,7 +24,8 @@ from scipy import stats
 from tqdm import tqdm
 
 from .errors import ConfigError
-from .evaluate import EVAL_BATCH, StoredWeights, check_ber, predict, t_halfwidth
+from .evaluate import (EVAL_BATCH, StoredWeights, check_ber, on_model_device, predict,
+                       t_halfwidth)
 from .faults import sample_positions
 
 PLAIN_MC_ABOVE = 6.0  # expected flips above which stratifying on K gains nothing
@@ -109,7 +110,7 @@ def estimate_accuracy(model, data, ber: float, *, max_realizations: int = 50,
         raise ConfigError(f"realizations={max_realizations!r}: need at least 2 for a CI")
     if ci_target is not None and not ci_target > 0:
         raise ConfigError(f"ci_target={ci_target!r}: must be > 0")
-    x, y = data.tensors() if hasattr(data, "tensors") else data
+    x, y = on_model_device(data, model)
     model.eval()
     stored = stored or StoredWeights(model)
     if clean is None:

@@ -38,19 +38,24 @@ def use_channels_last(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 EVAL_BATCH = 128
 
 
+def on_model_device(data, model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images, labels) of an ImageData or an (x, y) pair, moved once to the model's device
+    (a no-op on the CPU), so repeated passes over them copy nothing."""
+    x, y = data.tensors() if hasattr(data, "tensors") else data
+    dev = model_device(model)
+    return x.to(dev), y.to(dev)
+
+
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = EVAL_BATCH) -> torch.Tensor:
-    """Predicted classes (on the CPU) for inputs on any device; batches go to the model's."""
     model.eval()
-    dev = model_device(model)
     x = use_channels_last(model, x)
-    return torch.cat([model(x[i:i + batch_size].to(dev, non_blocking=True)).argmax(1).cpu()
-                      for i in range(0, len(x), batch_size)])
+    return torch.cat([model(x[i:i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
 
 
 @torch.no_grad()
 def accuracy(model: nn.Module, data, batch_size: int = EVAL_BATCH) -> float:
-    x, y = data.tensors() if hasattr(data, "tensors") else data
+    x, y = on_model_device(data, model)
     return float((predict(model, x, batch_size) == y).float().mean())
 
 
@@ -139,7 +144,7 @@ def evaluate_under_bit_errors(model: nn.Module, data, ber: float, realizations: 
     check_ber(ber)
     if realizations < 1:
         raise ConfigError(f"realizations={realizations!r}: must be >= 1")
-    x, y = data.tensors() if hasattr(data, "tensors") else data
+    x, y = on_model_device(data, model)
     model.eval()
     clean = float((predict(model, x, batch_size) == y).float().mean())
     stored = StoredWeights(model)
