@@ -1,46 +1,183 @@
-"""CPU inference throughput of ResNet-20 on 32x32 inputs (one bit-error realization is one
-pass over the 10,000 CIFAR-10 test images) by inference batch size, against a batch of 1000
-in the same run.
+"""Monte Carlo evaluation speed: bit-error realizations per second of a 4-bit ResNet-20 over a
+test set (one realization = fresh random flips, then one pass over every image), for hwsim's
+plain Monte Carlo (`hwsim eval`) and its sweep estimator (`hwsim sweep`), against a plain loop
+measured in the same run (batch 2000, flip positions drawn on the device with torch, no other
+tuning), then inference time by batch size.
 
-    .venv/bin/python benchmarks/bench_eval.py [--images 5000] [--repeats 2]
+    .venv/bin/python benchmarks/bench_eval.py              # CPU: 2,000 images (make bench)
+    python benchmarks/bench_eval.py --device cuda          # GPU: 10,000 images, 30 realizations
+    ... --data-root ../shared/data/cifar10-jpeg.tar.gz [--checkpoint C.pt]
+
+Without --data-root: a random-init ResNet-20 quantized to 4 bits on random CIFAR-shaped
+tensors (the speed does not depend on the values). On a GPU it also times hwsim's path with
+batches of 2500 and 10000 and in float32 (hwsim's GPU default: float16 autocast).
 """
 from __future__ import annotations
 
 import argparse
 import time
 
+import numpy as np
 import torch
 
-from models import create_model
-from models.evaluate import EVAL_BATCH, predict
+from models import create_model, load_checkpoint, quant_layers, quantize_model
+from models.device import resolve_device
+from models.errors import ConfigError
+import models.evaluate as evaluate
+from models.estimate import estimate_accuracy
+from models.evaluate import (EVAL_BATCH, eval_batch_size, evaluate_under_bit_errors,
+                             on_model_device, predict)
+
+PLAIN_BATCH = 2000
 
 
-def seconds(model, x, batch: int, repeats: int) -> float:
-    predict(model, x[:batch], batch)  # warm-up (layout conversion, allocator)
+def sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+@torch.no_grad()
+def plain_loop(model, x, y, ber: float, realizations: int, seed: int = 0) -> list[float]:
+    """The baseline: what one writes without hwsim's evaluation code."""
+    layers = [m for _, m in quant_layers(model)]
+    ints, scales = zip(*(m.quantizer.integers(m.weight) for m in layers))
+    flat = torch.cat([i.reshape(-1) for i in ints]).to(torch.int32)
+    bits = layers[0].quantizer.bits
+    n_bits = flat.numel() * bits
+    rng, gen = np.random.default_rng(seed), torch.Generator(device=x.device)
+    gen.manual_seed(seed)
+    model.eval()
+    correct = []
+    for _ in range(realizations):
+        k = int(rng.binomial(n_bits, ber))
+        pos = torch.randperm(n_bits, generator=gen, device=x.device)[:k]
+        mask = torch.zeros_like(flat).index_put_(
+            (pos // bits,), torch.ones_like(pos, dtype=torch.int32) << (pos % bits).int(),
+            accumulate=True)
+        u = torch.remainder(flat, 1 << bits) ^ mask
+        v = torch.where(u >= 1 << (bits - 1), u - (1 << bits), u)
+        for m, part, i, s in zip(layers, torch.split(v, [t.numel() for t in ints]), ints, scales):
+            m.weight_override = part.reshape(i.shape).float() * s
+        correct.append(sum((model(x[j:j + PLAIN_BATCH]).argmax(1) == y[j:j + PLAIN_BATCH]).sum()
+                           for j in range(0, len(x), PLAIN_BATCH)))
+    for m in layers:
+        m.weight_override = None
+    return (torch.stack(correct).float() / len(y)).tolist()
+
+
+def float32(fn):
+    """fn() with hwsim's GPU inference in float32 instead of GPU_AUTOCAST."""
+    old, evaluate.GPU_AUTOCAST = evaluate.GPU_AUTOCAST, None
+    try:
+        return fn()
+    finally:
+        evaluate.GPU_AUTOCAST = old
+
+
+def timed(dev, fn, realizations: int) -> tuple[float, float]:
+    """(seconds, mean accuracy) of fn(realizations) after a 2-realization warm-up."""
+    fn(2)
+    sync(dev)
+    t = time.perf_counter()
+    accs = fn(realizations)
+    sync(dev)
+    return time.perf_counter() - t, float(np.mean(accs))
+
+
+def seconds_per_pass(model, x, batch: int, repeats: int) -> float:
+    dev = x.device
+    predict(model, x[:batch], batch)  # warm-up (layout conversion, allocator, autotuning)
+    sync(dev)
     t = time.perf_counter()
     for _ in range(repeats):
         predict(model, x, batch)
+    sync(dev)
     return (time.perf_counter() - t) / repeats
+
+
+def load(args, dev):
+    torch.manual_seed(0)
+    if args.checkpoint:
+        model, _ = load_checkpoint(args.checkpoint)
+    else:
+        model = quantize_model(create_model(args.model), "normal", bits=4)
+    model.eval().to(dev)
+    if args.data_root:
+        from models.data import load_dataset
+        x, y = on_model_device(load_dataset("cifar10", args.data_root)[1], model)
+        return model, x[:args.images], y[:args.images], "CIFAR-10 test images"
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(args.images, 3, 32, 32, generator=g)
+    y = torch.randint(0, 10, (args.images,), generator=g)
+    return model, x.to(dev), y.to(dev), "random 32x32 tensors"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--images", type=int, default=5000)
-    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N, auto")
+    ap.add_argument("--images", type=int, help="default 2000 on CPU, 10000 on a GPU")
+    ap.add_argument("--realizations", type=int, help="timed per loop (default 2 CPU, 30 GPU)")
+    ap.add_argument("--ber", type=float, default=1e-2, help="bit error rate (default 0.01)")
+    ap.add_argument("--repeats", type=int, default=2, help="passes per batch size (default 2)")
     ap.add_argument("--model", default="resnet20")
+    ap.add_argument("--checkpoint", help="a quantized checkpoint instead of a random init")
+    ap.add_argument("--data-root", help="CIFAR-10 (see README); default: random tensors")
     args = ap.parse_args()
-    torch.manual_seed(0)
-    model = create_model(args.model).eval()
-    x = torch.randn(args.images, 3, 32, 32)
-    base = seconds(model, x, 1000, args.repeats)
-    print(f"{args.model}, {args.images} images, {torch.get_num_threads()} threads "
-          f"(hwsim default EVAL_BATCH = {EVAL_BATCH})")
-    print(f"| batch | s per pass | s per 10k images | speed-up vs 1000 |")
-    print(f"| ---: | ---: | ---: | ---: |")
-    for batch in (1000, 512, 256, 128, 64, 32):
-        s = base if batch == 1000 else seconds(model, x, batch, args.repeats)
-        print(f"| {batch} | {s:.2f} | {s * 10000 / args.images:.2f} | {base / s:.2f}x |")
+    dev = resolve_device(args.device)
+    gpu = dev.type == "cuda"
+    args.images = args.images or (10000 if gpu else 2000)
+    r = args.realizations or (30 if gpu else 2)
+    model, x, y, what = load(args, dev)
+    name = torch.cuda.get_device_name(dev) if gpu else f"{torch.get_num_threads()} CPU threads"
+    print(f"{args.checkpoint or args.model + ' (random init, 4-bit)'}, {args.images} {what}, "
+          f"BER {args.ber:g}, {dev} ({name}), torch {torch.__version__}")
+
+    loops = [
+        ("plain loop", PLAIN_BATCH, "torch, on the device",
+         lambda n: plain_loop(model, x, y, args.ber, n)),
+        ("hwsim eval (evaluate_under_bit_errors)", eval_batch_size(dev),
+         "host" if not gpu else "device",
+         lambda n: evaluate_under_bit_errors(model, (x, y), args.ber, n, seed=1).accuracies),
+        ("hwsim sweep point (estimate_accuracy)", eval_batch_size(dev),
+         "host" if not gpu else "device",
+         lambda n: [estimate_accuracy(model, (x, y), args.ber, max_realizations=n,
+                                      min_realizations=n, seed=2, force_mc=True).mean]),
+    ]
+    if gpu:  # which batch is best here, and what float16 autocast buys
+        for b in (2500, 10000):
+            loops.append((f"hwsim eval, batch {b}", b, "device", lambda n, b=b:
+                          evaluate_under_bit_errors(model, (x, y), args.ber, n, seed=1,
+                                                    batch_size=b).accuracies))
+        loops.append(("hwsim eval in float32 (GPU_AUTOCAST = None)", eval_batch_size(dev),
+                      "device", lambda n: float32(lambda: evaluate_under_bit_errors(
+                          model, (x, y), args.ber, n, seed=1).accuracies)))
+    print("\n| loop | batch | flip positions | realizations | s | realizations/s "
+          "| per 10k images | vs plain loop |")
+    print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |")
+    base = None
+    for label, batch, where, fn in loops:
+        s, acc = timed(dev, fn, r)
+        rate = r / s
+        base = base or rate
+        print(f"| {label} | {batch} | {where} | {r} | {s:.2f} | {rate:.2f} | "
+              f"{rate * args.images / 10000:.2f} | {rate / base:.2f}x |")
+
+    batches = (1000, 2000, 2500, 5000, 10000) if gpu else (1000, 512, 256, 128, 64, 32)
+    default = eval_batch_size(dev)
+    print(f"\nclean inference by batch size (hwsim's default here: {default}; "
+          f"CPU default EVAL_BATCH = {EVAL_BATCH})")
+    batches = [b for b in batches if b <= args.images] or [args.images]
+    print(f"| batch | s per pass | s per 10k images | speed-up vs {batches[0]} |")
+    print("| ---: | ---: | ---: | ---: |")
+    ref = None
+    for batch in batches:
+        s = seconds_per_pass(model, x, batch, args.repeats)
+        ref = ref or s
+        print(f"| {batch} | {s:.3f} | {s * 10000 / args.images:.3f} | {ref / s:.2f}x |")
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except ConfigError as e:
+        raise SystemExit(f"error: {e}")

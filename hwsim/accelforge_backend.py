@@ -33,6 +33,7 @@ from pathlib import Path
 
 from models.errors import ConfigError
 
+from . import arch_safety
 from .workload import LayerShape
 
 # Bump when the einsum encoding, the mapper settings or the result format change: the
@@ -133,8 +134,10 @@ def _load_yaml_plain(text: str):
 
 def _load_yaml(arch_file, accelforge_loader: bool = True) -> dict:
     """Load the arch YAML with AccelForge's loader (handles !Memory tags, jinja, includes).
-    With accelforge_loader=False a plain-YAML fast path is tried first (cache hits)."""
+    With accelforge_loader=False a plain-YAML fast path is tried first (cache hits).
+    Either way the raw text is checked first (Jinja2, includes: hwsim.arch_safety)."""
     raw = _read_bytes(arch_file)
+    arch_safety.check_arch_text(arch_file, raw.decode("utf-8", errors="replace"))
     if not accelforge_loader:
         d = _load_yaml_plain(raw.decode("utf-8", errors="replace"))
         if isinstance(d, dict) and "arch" in d:
@@ -177,6 +180,7 @@ def load_arch(arch_file, accelforge_loader: bool = True) -> tuple[dict, ArchInfo
     accelforge_loader=False only needs the metadata (e.g. to read the cache) and may
     return a plain dict instead of AccelForge's parsed spec dict."""
     d = _load_yaml(arch_file, accelforge_loader)
+    arch_safety.check_spec(arch_file, d)  # expressions: before anything is evaluated
     meta = d.pop("hwsim", None) or {}
     where = f"arch file {str(arch_file)!r}"
     if not isinstance(meta, dict):

@@ -62,12 +62,14 @@ class BerModel:
         if path is None:
             return cls()
         p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"BER model file {str(p)!r} does not exist (or is a folder)")
         try:
-            data = yaml.safe_load(p.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"BER model file {str(p)!r} does not exist") from None
-        except yaml.YAMLError as e:
-            raise ConfigError(f"BER model file {str(p)!r} is not valid YAML: {e}") from None
+            data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ConfigError(f"BER model file {str(p)!r} is not a YAML text file ({first}); "
+                              "write one with `hwsim ber fit FILE.csv`") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{p}: expected a mapping with keys a, b, c")
         extra = set(data) - {"a", "b", "c", "source", "fit"}
@@ -88,10 +90,22 @@ class BerModel:
         write_text_atomic(path, yaml.safe_dump(d, sort_keys=False))
 
 
-def check_voltage(v, what: str = "voltage") -> float:
-    """The one validation of a supply voltage (V > 0, finite) used everywhere."""
+V_FLOOR = 0.2  # below this no SRAM holds data; eq. 11 saturates long before
+V_NOMINAL = 0.8  # the shipped arch's nominal supply; arch files set their own
+V_HEADROOM = 1.25  # supplies above 1.25 x nominal are outside any model here
+
+
+def check_voltage(v, what: str = "voltage", v_nominal: float | None = V_NOMINAL) -> float:
+    """The one validation of a supply voltage used everywhere: a finite number of volts in
+    [0.2 V, 1.25 x v_nominal] (v_nominal None: only > 0, for nominal voltages themselves)."""
     if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v <= 0:
         raise ConfigError(f"{what} {v!r}: must be a positive number of volts")
+    if v_nominal is not None:
+        hi = V_HEADROOM * v_nominal
+        if not V_FLOOR <= v <= hi + 1e-12:
+            raise ConfigError(f"{what} {v!r}: outside the supported supply range "
+                              f"[{V_FLOOR:g}, {hi:g}] V (0.2 V to 1.25 x the nominal "
+                              f"{v_nominal:g} V)")
     return float(v)
 
 

@@ -14,8 +14,16 @@ from models.errors import ConfigError
 COMMANDS = ["train", "eval", "ber", "energy", "sweep", "pareto", "study", "attack"]
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: `hwsim sweep: error: argument --seed: ...`, exit 2
+    (argparse's default prints the whole usage block first)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="hwsim",
         description="Accuracy under SRAM bit errors vs. weight-memory energy (WCAT co-design).")
     parser.add_argument("--version", action="version", version=f"hwsim {__version__}")

@@ -15,12 +15,10 @@ energy scales as (V / V_nominal)^2, everything else stays at nominal:
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import hashlib
 import json
+import multiprocessing
 import os
-import tempfile
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -29,6 +27,7 @@ from models.errors import ConfigError
 
 from . import accelforge_backend as backend
 from .ber import check_voltage
+from .files import file_lock, write_text_atomic
 from .workload import LayerShape
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -107,8 +106,8 @@ class NetworkEnergy:
 
 def voltage_factor(voltage, v_nominal=0.8) -> float:
     """(V / V_nominal)^2, the dynamic-energy scale of the weight memory."""
-    v = check_voltage(voltage)
-    vn = check_voltage(v_nominal, "v_nominal")
+    vn = check_voltage(v_nominal, "v_nominal", v_nominal=None)
+    v = check_voltage(voltage, v_nominal=vn)
     return (v / vn) ** 2
 
 
@@ -148,7 +147,8 @@ def cache_key(sha: str, layer: LayerShape, fast: bool = True) -> str:
 
 
 class EnergyCache:
-    """A JSON file {format, entries: {key: LayerEnergy dict}}; writes are atomic."""
+    """A JSON file {format, entries: {key: LayerEnergy dict}}; writes are atomic and merge
+    with what other processes wrote meanwhile (under hwsim.files.file_lock)."""
 
     def __init__(self, path):
         self.path = Path(path)
@@ -175,39 +175,16 @@ class EnergyCache:
         except (KeyError, TypeError, ValueError):
             return None
 
-    @contextlib.contextmanager
-    def _lock(self):
-        # the lock file lives in the temp dir, not next to the (committed) cache file
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tag = hashlib.sha256(str(self.path.resolve()).encode()).hexdigest()[:16]
-        lock = Path(tempfile.gettempdir()) / f"hwsim-energy-{tag}.lock"
-        with open(lock, "w") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
-
     def put(self, key: str, value: backend.LayerEnergy) -> None:
-        with self._lock():
+        """Add one entry: lock, re-read, merge, write atomically (entries stay sorted)."""
+        with file_lock(self.path):
             mine = dict(self.entries)
             self.load()  # merge with entries other processes wrote meanwhile
             self.entries.update(mine)
             self.entries[key] = value.to_dict()
             data = {"format": CACHE_FORMAT,
                     "entries": {k: self.entries[k] for k in sorted(self.entries)}}
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name,
-                                       suffix=".tmp")
-            try:
-                with os.fdopen(fd, "w") as f:
-                    json.dump(data, f, indent=1, sort_keys=False)
-                    f.write("\n")
-                os.chmod(tmp, 0o644)  # mkstemp creates 0600; the cache is a shared file
-                os.replace(tmp, self.path)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
+            write_text_atomic(self.path, json.dumps(data, indent=1) + "\n")
 
 
 # --------------------------------------------------------------------------- network
@@ -228,11 +205,54 @@ def layer_energy(arch_file, layer: LayerShape, *, fast: bool = True, cache_dir=N
     return res, False
 
 
+def _share_cores(jobs: int) -> None:
+    """Worker initializer: AccelForge's parallel jobs per mapping in this process."""
+    from accelforge.util.parallel import set_n_parallel_jobs
+    set_n_parallel_jobs(jobs)
+
+
+def _map_shapes(arch_file, todo: Sequence[LayerShape], on_done, *, fast: bool = True,
+                workers: int = 1) -> None:
+    """Map every shape of `todo`, in up to `workers` processes at once; calls
+    on_done(layer, LayerEnergy) in this process as each one finishes."""
+    if workers == 1 or len(todo) < 2:
+        for layer in todo:
+            on_done(layer, backend.map_layer(arch_file, layer, fast=fast))
+        return
+    mapper = backend.map_layer  # resolved here, so that a stand-in reaches the workers too
+    workers = min(workers, len(todo))
+    # AccelForge spreads one mapping over every core (joblib): share the cores out instead
+    init = (_share_cores, (max(1, (os.cpu_count() or 1) // workers),)) \
+        if mapper.__module__ == backend.__name__ else (None, ())
+    error = None
+    # forked from a fresh single-threaded server, not from this process (which may run torch
+    # threads that fork() can deadlock); the mapper reaches the workers by module and name
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload([backend.__name__])  # imported once, before the server forks
+    with ProcessPoolExecutor(workers, ctx, initializer=init[0], initargs=init[1]) as pool:
+        futures = {pool.submit(mapper, arch_file, layer, fast=fast): layer for layer in todo}
+        for fut in as_completed(futures):
+            if fut.cancelled():
+                continue
+            if fut.exception() is None:
+                on_done(futures[fut], fut.result())
+            elif error is None:  # stop queued shapes; the running ones finish and are kept
+                error = fut.exception()
+                for f in futures:
+                    f.cancel()
+    if error is not None:
+        raise error
+
+
 def network_energy(arch_file, layers: Sequence[LayerShape], progress: bool = True, *,
-                   fast: bool = True, cache_dir=None, use_cache: bool = True) -> NetworkEnergy:
-    """Energy per image of `layers` on `arch_file` (uJ), mapping each distinct shape once."""
+                   fast: bool = True, cache_dir=None, use_cache: bool = True,
+                   workers: int = 1) -> NetworkEnergy:
+    """Energy per image of `layers` on `arch_file` (uJ), mapping each distinct shape once;
+    shapes missing from the cache are mapped in `workers` parallel processes."""
     if not layers:
         raise ConfigError("network_energy: no layers given")
+    if not (isinstance(workers, int) and workers >= 1):
+        raise ConfigError(f"workers {workers!r}: must be an integer >= 1")
     _, info = backend.load_arch(arch_file, accelforge_loader=False)  # ConfigError up front
     cache = EnergyCache(cache_path_for(arch_file, cache_dir)) if use_cache else None
 
@@ -254,16 +274,16 @@ def network_energy(arch_file, layers: Sequence[LayerShape], progress: bool = Tru
             from tqdm import tqdm
             bar = tqdm(total=len(todo), desc=f"mapping layers on {Path(arch_file).name}",
                        unit="shape", dynamic_ncols=True)
+
+        def done(layer: LayerShape, res: backend.LayerEnergy) -> None:
+            if cache is not None:  # cached as soon as mapped: an interrupted run keeps it
+                cache.put(cache_key(info.sha256, layer, fast), res)
+            results[layer.key()] = (res, False)
+            if bar is not None:
+                bar.set_postfix_str(layer.name)
+                bar.update(1)
         try:
-            for layer in todo:
-                if bar is not None:
-                    bar.set_postfix_str(layer.name)
-                res = backend.map_layer(arch_file, layer, fast=fast)
-                if cache is not None:
-                    cache.put(cache_key(info.sha256, layer, fast), res)
-                results[layer.key()] = (res, False)
-                if bar is not None:
-                    bar.update(1)
+            _map_shapes(arch_file, todo, done, fast=fast, workers=workers)
         finally:
             if bar is not None:
                 bar.close()
@@ -277,7 +297,22 @@ def network_energy(arch_file, layers: Sequence[LayerShape], progress: bool = Tru
             name=layer.name, shape=layer, components_uJ=comps, total_uJ=res.total_pJ * 1e-6,
             weight_memory_uJ=sum(v for k, v in comps.items() if k in info.weight_memory),
             macs=layer.macs, cached=cached))
+    _check_weight_memory(out, arch_file)
     return out
+
+
+def _check_weight_memory(ne: NetworkEnergy, arch_file) -> None:
+    """Every hwsim.weight_memory component must spend energy: one that spends none is a
+    container, or a memory the mapping keeps no weights in, and scaling it would report a
+    saving of exactly nothing."""
+    idle = [c for c in ne.weight_memory
+            if not any(layer.components_uJ.get(c, 0.0) > 0 for layer in ne.layers)]
+    if idle:
+        spent = sorted(c for c, v in ne.components_uJ.items() if v > 0)
+        raise ConfigError(f"arch file {str(arch_file)!r}: field hwsim.weight_memory names "
+                          f"{', '.join(idle)}, which spends no energy in any layer (a container, "
+                          f"or a memory that holds no weights); components with energy: "
+                          f"{', '.join(spent)}")
 
 
 def distinct_shapes(layers: Iterable[LayerShape]) -> int:

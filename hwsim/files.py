@@ -1,18 +1,68 @@
-"""Atomic file output: results are written whole or not at all."""
+"""Result files that concurrent writers can neither corrupt nor lose rows of.
+
+Every write goes to a unique temporary sibling (mkstemp), is flushed to disk and renamed over
+the target: readers see the old file or the new one, never half of one. Read-modify-write
+updates (`update_json`, `hwsim.sweep.append_rows`, the energy cache) hold `file_lock(path)`
+while they re-read the file, merge their change in and write it back, so what another
+process wrote meanwhile is kept.
+"""
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
+import tempfile
 from pathlib import Path
+from typing import Callable
+
+
+def _umask() -> int:
+    old = os.umask(0)
+    os.umask(old)
+    return old
+
+
+FILE_MODE = 0o666 & ~_umask()  # what open() gives a new file (mkstemp would give 0600)
+
+
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike):
+    """Hold an exclusive advisory lock for `path`: flock on its sibling `NAME.lock`, which
+    stays in place (deleting it would let two writers lock two different files)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, FILE_MODE)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the file releases the lock
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write to a temporary sibling, then rename over `path` (atomic on POSIX)."""
+    """Write `text` to a unique temporary sibling, fsync it and rename it over `path`
+    (atomic on POSIX); the temporary file is removed on any error."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            os.fchmod(f.fileno(), FILE_MODE)
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):  # make the rename itself durable
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
 
 
 def read_json(path: str | os.PathLike) -> dict:
@@ -22,4 +72,15 @@ def read_json(path: str | os.PathLike) -> dict:
 
 
 def write_json_atomic(path: str | os.PathLike, data) -> None:
+    """`data` as indented JSON, written atomically (see write_text_atomic)."""
     write_text_atomic(path, json.dumps(data, indent=1))
+
+
+def update_json(path: str | os.PathLike, change: Callable[[dict], None]) -> dict:
+    """Lock `path`, re-read it, apply `change` (which edits the dict in place) and write it
+    back atomically; returns the merged contents. Entries other writers added are kept."""
+    with file_lock(path):
+        data = read_json(path)
+        change(data)
+        write_json_atomic(path, data)
+    return data

@@ -1,8 +1,10 @@
-"""One self-contained HTML report (plotly.js embedded, opens offline)."""
+"""The HTML report: one page per results folder, loading a shared plotly.min.js by a relative
+path (works offline, from file://; keep the page and that file together when copying)."""
 from __future__ import annotations
 
 import html
 import math
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -14,6 +16,7 @@ from .pareto import frontier, lowest_energy_within, readable_table
 
 PALETTE = qualitative.D3 + qualitative.Set2
 DEFAULT_TITLE = "hwsim report"
+PLOTLY_JS = "plotly.min.js"
 
 
 def _colors(labels) -> dict:
@@ -93,10 +96,31 @@ def fig_layers(energy_layers: list[dict], title: str) -> go.Figure:
     return fig
 
 
+def plotly_js_src(report: Path, shared_dir: str | Path | None = None) -> str:
+    """The relative URL the page `report` loads plotly.js from. A plotly.min.js identical to
+    the installed plotly's in `shared_dir`, the report's folder or its parent is reused;
+    otherwise it is written to `shared_dir` (default: the report's folder)."""
+    from plotly.offline import get_plotlyjs
+    js = get_plotlyjs()
+    size = len(js.encode("utf-8"))
+    folder = Path(os.path.abspath(report)).parent
+    first = Path(os.path.abspath(shared_dir)) if shared_dir is not None else folder
+    for d in dict.fromkeys([first, folder, folder.parent]):
+        f = d / PLOTLY_JS
+        if f.is_file() and f.stat().st_size == size and f.read_text(encoding="utf-8") == js:
+            break
+    else:
+        f = first / PLOTLY_JS
+        write_text_atomic(f, js)
+    return Path(os.path.relpath(f, folder)).as_posix()
+
+
 def write_report(df: pd.DataFrame, out: str | Path, *, title: str = DEFAULT_TITLE,
                  energy_layers: dict[str, list[dict]] | None = None,
-                 notes: str = "", table: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Write the HTML report; returns the frontier."""
+                 notes: str = "", table: pd.DataFrame | None = None,
+                 plotly_dir: str | Path | None = None) -> pd.DataFrame:
+    """Write the HTML report; returns the frontier. The page loads plotly.js from a
+    plotly.min.js in `plotly_dir` (default: next to it; see plotly_js_src)."""
     out = Path(out)
     front = frontier(df)
     colors = _colors(list(dict.fromkeys(df["label"])))
@@ -112,10 +136,11 @@ def write_report(df: pd.DataFrame, out: str | Path, *, title: str = DEFAULT_TITL
              readable_table(table).to_html(index=False, border=0)]
     for i, fig in enumerate(figs):
         fig.update_layout(template="plotly_white", height=520)
-        parts.append(fig.to_html(full_html=False, include_plotlyjs=(i == 0),
-                                 div_id=f"fig{i}"))
+        parts.append(fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"fig{i}"))
+    src = html.escape(plotly_js_src(out, plotly_dir))
     page = ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>"
-            f"{html.escape(title)}</title><style>body{{font-family:sans-serif;margin:2em}}"
+            f"{html.escape(title)}</title><script src=\"{src}\" charset=\"utf-8\"></script>"
+            "<style>body{font-family:sans-serif;margin:2em}"
             "table{border-collapse:collapse}td,th{padding:2px 8px;text-align:right}"
             "</style></head><body>" + "\n".join(parts) + "</body></html>")
     write_text_atomic(out, page)

@@ -20,16 +20,17 @@ import pandas as pd
 from models.checkpoint import read_checkpoint
 from models.errors import ConfigError
 from models.data import load_dataset
+from models.device import resolve_device
 from models.train import TrainConfig, train
 
 from .ber import BerModel
-from .files import read_json, write_json_atomic, write_text_atomic
+from .files import read_json, update_json, write_text_atomic
 from .pareto import TABLE_COLUMNS, lowest_energy_within, readable_table
-from .report import write_report
+from .report import PLOTLY_JS, write_report
 from .study_spec import Method, Reference, Study
 from .sweep import energy_sidecar, read_rows, sweep, voltage_grid
 
-REPORT_VERSION = "7"  # bump when the report/summary layout changes: finished studies redo it
+REPORT_VERSION = "8"  # bump when the report/summary layout changes: finished studies redo it
 
 
 def _slug(name: str) -> str:
@@ -131,8 +132,9 @@ def run_study(study: Study, progress: bool = True, log=print,
               only: list[str] | None = None) -> pd.DataFrame | None:
     """Run every missing step. With `only`, just those methods' training, sweep, fixed-BER
     points and attacks: the report and summary need all methods and are left as they are
-    (returns None)."""
+    (returns None). Training and evaluation run on `study.device`."""
     full, study = study, select_methods(study, only)
+    resolve_device(study.device)  # e.g. cuda without a GPU: one error line before any work
     out = study.out_dir
     out.mkdir(parents=True, exist_ok=True)
     results = out / "results.csv"
@@ -163,7 +165,8 @@ def run_study(study: Study, progress: bool = True, log=print,
         def epoch_log(line, _f=log_file):
             with open(_f, "a") as f:
                 f.write(line + "\n")
-        train(cfg, path, resume=True, progress=progress, log=epoch_log, data=get_data())
+        train(cfg, path, resume=True, progress=progress, log=epoch_log, data=get_data(),
+              device=study.device)
 
     # 2. sweep every method (skips points already in results.csv)
     grid = voltage_grid(study.voltages.min, study.voltages.max, study.voltages.step)
@@ -172,7 +175,7 @@ def run_study(study: Study, progress: bool = True, log=print,
         sweep(str(checkpoint_path(study, m)), study.arch, grid, results, act_bits=study.act_bits,
               ber_model=ber_model, realizations=study.monte_carlo.realizations,
               ci_target=study.monte_carlo.ci_target, seed=study.seed, resume=True,
-              label=m.name, data=get_data()[1], progress=progress)
+              label=m.name, data=get_data()[1], progress=progress, device=study.device)
 
     # 3. accuracy at fixed bit error rates (the paper's Table 1 columns), optional
     at_ber = _run_fixed_bers(study, out / "at_ber.json", get_data, progress, log) \
@@ -190,7 +193,8 @@ def run_study(study: Study, progress: bool = True, log=print,
     df = read_rows(results)
     df = in_study_order(df, study)
     table = summary_table(df, attacks, at_ber)
-    outputs = [out / n for n in ("frontier.csv", "report.html", "summary.md")]
+    outputs = [out / n for n in ("frontier.csv", "report.html", "summary.md")] + [
+        out.parent / PLOTLY_JS]  # the report's plotly.js, shared by the studies beside it
     # content hash of the inputs (not mtimes, which a fresh clone scrambles)
     inputs = [results, study.file, study.arch] + [
         p for p in (out / "attacks.json", out / "at_ber.json") if p.exists()]
@@ -206,7 +210,8 @@ def run_study(study: Study, progress: bool = True, log=print,
         notes = (f"{study.network} on {dataset}, arch {study.arch}, BER model: "
                  f"{ber_model.source}; accuracy = mean over bit-error realizations with 95% CI.")
         front = write_report(df, out / "report.html", title=f"hwsim study: {study.name}",
-                             energy_layers=layers, notes=notes, table=table)
+                             energy_layers=layers, notes=notes, table=table,
+                             plotly_dir=out.parent)  # one plotly.min.js for all studies
         write_text_atomic(out / "frontier.csv", front.to_csv(index=False))
         write_text_atomic(out / "summary.md", _summary_md(study, table, dataset))
         write_text_atomic(stamp, digest + "\n")
@@ -279,10 +284,10 @@ def _run_attacks(study: Study, path: Path, get_data, progress, log) -> dict:
             continue
         log(f"== BFA on {m.name} ({a.bfa_seeds} seeds)")
         model, _ = load_checkpoint(checkpoint_path(study, m))
+        model.to(resolve_device(study.device))
         r = bfa_nflip(model, get_data()[1], seeds=a.bfa_seeds, attack_batch=a.attack_batch,
                       max_flips=a.max_flips, seed=study.seed, progress=progress)
-        done[key] = dict(r, settings=settings)
-        write_json_atomic(path, done)
+        done = update_json(path, lambda d: d.update({key: dict(r, settings=settings)}))
     return done
 
 
@@ -306,11 +311,18 @@ def _run_fixed_bers(study: Study, path: Path, get_data, progress, log) -> dict:
             continue
         log(f"== accuracy of {m.name} at BER {', '.join(map(repr, todo))}")
         model, _ = load_checkpoint(ck)
+        model.to(resolve_device(study.device))
         for b in todo:
             est = estimate_accuracy(model, get_data()[1], b, max_realizations=mc.realizations,
                                     ci_target=mc.ci_target, seed=point_seed(study.seed, b),
                                     progress=progress)
             entry[repr(b)] = est.as_dict()
-            done[m.name] = entry
-            write_json_atomic(path, done)
+            done = update_json(path, lambda d: _merge_at_ber(d, m.name, entry))
     return {k: {b: v for b, v in e.items() if b != "settings"} for k, e in done.items()}
+
+
+def _merge_at_ber(done: dict, name: str, entry: dict) -> None:
+    """Put `entry` (one method's points) into at_ber.json's contents, keeping the points
+    another writer added meanwhile for the same checkpoint and settings."""
+    old = done.get(name, {})
+    done[name] = {**old, **entry} if old.get("settings") == entry["settings"] else entry

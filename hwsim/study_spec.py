@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -11,9 +12,12 @@ from typing import Any
 import yaml
 
 from models.data import DATASETS
+from models.device import check_device_name
 from models.errors import ConfigError
 from models.networks import NETWORKS
 from models.quant import QUANTIZERS
+
+from .ber import check_voltage
 
 
 class _Reader:
@@ -130,16 +134,18 @@ class Study:
     act_bits: int = 8
     results_dir: str | None = None
     reference: Reference | None = None
+    device: str = "cpu"  # where training and evaluation run; `hwsim study --device` overrides
 
     @property
     def out_dir(self) -> Path:
-        return Path(self.results_dir) if self.results_dir else \
-            self.file.parent / "results" / self.name
+        """studies/results/NAME next to the study file, or `results_dir` (resolved from the
+        study file's folder; load_study has checked that it stays inside that folder)."""
+        return self.file.parent / (self.results_dir or Path("results") / self.name)
 
 
 TOP = ["name", "description", "seed", "data", "network", "methods", "training", "arch",
        "ber_model", "voltages", "monte_carlo", "attacks", "bers", "act_bits", "results_dir",
-       "reference"]
+       "reference", "device"]
 
 
 def _sub(r: _Reader, d: dict, key: str, cls, checks: dict) -> Any:
@@ -173,6 +179,40 @@ def _reference(r: _Reader, d) -> Reference | None:
     return Reference(str(d["source"]), rows)
 
 
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+
+
+def _name(r: _Reader, name) -> str:
+    """A study name is one folder name under results/: no path separators, not empty."""
+    if not isinstance(name, (str, int)) or not NAME_RE.fullmatch(str(name)):
+        r.fail("name", f"{name!r} is not a valid study name: use letters, digits and _ . + - "
+                       "(starting with a letter or digit), e.g. resnet20_cifar10; it names the "
+                       "folder results/NAME")
+    return str(name)
+
+
+def _results_dir(r: _Reader, value) -> str | None:
+    """`results_dir` relative to the study file's folder, never outside it."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        r.fail("results_dir", f"{value!r} must be a non-empty relative path (or null)")
+    base = r.file.parent.resolve()
+    target = (base / value).resolve()
+    if target == base or base not in target.parents:
+        r.fail("results_dir", f"{value!r} leaves the study file's folder {str(base)!r}; give "
+                              "a path inside it, e.g. results/my_run (or null for results/NAME)")
+    return os.path.relpath(target, base)
+
+
+def _device(r: _Reader, value) -> str:
+    """cpu, cuda, cuda:N or auto; whether this machine has that GPU is checked at run time."""
+    try:
+        return check_device_name(value)
+    except ConfigError as e:
+        r.fail("device", str(e).removeprefix("device "))
+
+
 def load_study(path: str | Path) -> Study:
     file = Path(path)
     if not file.is_file():
@@ -186,6 +226,9 @@ def load_study(path: str | Path) -> Study:
 
     data = r.mapping(d.get("data", {"name": "digits"}), "data", ["name", "root"])
     data_name = r.choice(data.get("name", "digits"), "data.name", DATASETS)
+    if data_name == "digits" and data.get("root"):
+        r.fail("data.root", "digits is bundled with scikit-learn and reads no files; drop "
+                            "root (it is for cifar10)")
     network = r.choice(d["network"], "network", NETWORKS.names())
     if not isinstance(d["methods"], list) or not d["methods"]:
         r.fail("methods", "must be a non-empty list of methods")
@@ -219,7 +262,8 @@ def load_study(path: str | Path) -> Study:
         "epochs": pos_int(1), "batch_size": pos_int(1), "lr": pos, "momentum":
         lambda v, p: r.number(v, p, 0, 1), "weight_decay": lambda v, p: r.number(v, p, 0),
         "bfn_rate": lambda v, p: r.number(v, p, 0, 0.5), "threads": pos_int(1)})
-    voltages = _sub(r, d, "voltages", Voltages, {"min": pos, "max": pos, "step": pos})
+    volt = lambda v, p: check_voltage(v, f"{file}: {p}")
+    voltages = _sub(r, d, "voltages", Voltages, {"min": volt, "max": volt, "step": pos})
     if voltages.min > voltages.max:
         r.fail("voltages", f"min {voltages.min} > max {voltages.max}")
     mc = _sub(r, d, "monte_carlo", MonteCarlo, {"realizations": pos_int(2), "ci_target": pos})
@@ -242,10 +286,12 @@ def load_study(path: str | Path) -> Study:
     if not Path(arch).is_file():
         r.fail("arch", f"architecture file {arch!r} does not exist (see arch/ for shipped ones)")
     ber_model = resolve(d.get("ber_model"))
-    return Study(name=str(d["name"]), file=file, data=data_name, data_root=data.get("root"),
+    return Study(name=_name(r, d["name"]), file=file, data=data_name, data_root=data.get("root"),
                  network=network, methods=methods, training=training, arch=arch,
                  ber_model=ber_model, voltages=voltages, monte_carlo=mc, attacks=attacks,
                  bers=bers,
                  seed=r.number(d.get("seed", 0), "seed", 0, integer=True),
                  act_bits=r.number(d.get("act_bits", 8), "act_bits", 1, 32, integer=True),
-                 results_dir=d.get("results_dir"), reference=_reference(r, d.get("reference")))
+                 results_dir=_results_dir(r, d.get("results_dir")),
+                 reference=_reference(r, d.get("reference")),
+                 device=_device(r, d.get("device", "cpu")))

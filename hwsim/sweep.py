@@ -15,12 +15,13 @@ from models.checkpoint import load_checkpoint, method_name
 from models.data import load_dataset
 from models.errors import ConfigError
 from models.estimate import estimate_accuracy
-from models.evaluate import StoredWeights, accuracy
+from models.device import resolve_device
+from models.evaluate import StoredWeights, accuracy, on_model_device
 
 from models.networks import input_shape
 
 from .ber import BerModel, check_voltage
-from .files import read_json, write_json_atomic, write_text_atomic
+from .files import file_lock, update_json, write_text_atomic
 from .energy import NetworkEnergy, network_energy, scaled_energy, scaled_weight_memory
 from .workload import extract_layers
 
@@ -50,14 +51,68 @@ def model_energy(arch: str, model, weight_bits: int, act_bits: int = 8,
     return network_energy(arch, layers, progress=progress)
 
 
-def read_rows(path: Path) -> pd.DataFrame:
-    if path.exists() and path.stat().st_size > 0:
-        return pd.read_csv(path)
-    return pd.DataFrame(columns=COLUMNS)
+SWEEP_KEYS = ["checkpoint", "label", "voltage", "acc_mean", "energy_uJ"]  # what resume reads
+NUMERIC = ["bits", "bfn_rate", "voltage", "ber", "acc_clean", "acc_mean", "acc_std", "acc_ci95",
+           "realizations", "expected_flips", "energy_uJ", "energy_weight_mem_uJ",
+           "energy_nominal_uJ", "seed", "test_images"]
+# what the Pareto frontier and the report read: a hand-made CSV needs these columns
+REPORT_COLUMNS = ["label", "voltage", "ber", "acc_clean", "acc_mean", "acc_ci95", "energy_uJ"]
+
+
+def read_rows(path: Path, required: list[str] | tuple = ()) -> pd.DataFrame:
+    """A results CSV as a DataFrame (empty with COLUMNS when the file does not exist yet).
+    Numeric columns must hold numbers and `required` columns must be present and filled:
+    a damaged cell is an error naming its line and column, never a silently recomputed
+    (and then duplicated) point."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{str(path)!r} is a folder, not a results CSV")
+    if not (path.exists() and path.stat().st_size > 0):
+        return pd.DataFrame(columns=COLUMNS)
+    try:
+        df = pd.read_csv(path)
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ConfigError(f"{path}: not a readable CSV text file ({first})") from None
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise ConfigError(f"{path}: missing column(s) {', '.join(missing)}; a results CSV needs "
+                          f"{', '.join(required)} (all columns `hwsim sweep` writes: "
+                          f"{', '.join(COLUMNS)})")
+    for col in df.columns:
+        empty = df[col].isna()
+        if col in required and empty.any():
+            i = int(empty.to_numpy().argmax())
+            raise ConfigError(f"{path}: line {i + 2}, column {col}: empty; fill or delete that "
+                              "row")
+        if col in NUMERIC:
+            num = pd.to_numeric(df[col], errors="coerce")
+            bad = num.isna() & ~empty
+            if bad.any():
+                i = int(bad.to_numpy().argmax())
+                raise ConfigError(f"{path}: line {i + 2}, column {col}: {df[col].iloc[i]!r} is "
+                                  "not a number; fix or delete that row")
+            df[col] = num
+    return df
 
 
 def write_rows_atomic(df: pd.DataFrame, path: Path) -> None:
     write_text_atomic(path, df.to_csv(index=False))
+
+
+def append_rows(path: Path, new: list[dict]) -> pd.DataFrame:
+    """Lock the results CSV, re-read it, append the rows of `new` whose point (checkpoint,
+    voltage) is not in it yet and write it back atomically; returns the merged table. Rows
+    other sweeps wrote meanwhile are kept, in file order, and no point is written twice."""
+    with file_lock(path):
+        rows = read_rows(path)
+        have = set(zip(rows["checkpoint"].astype(str), rows["voltage"].astype(float).round(6)))
+        add = [r for r in new if (str(r["checkpoint"]), round(float(r["voltage"]), 6)) not in have]
+        if add:
+            rows = pd.concat([rows, pd.DataFrame(add)], ignore_index=True) if len(rows) else \
+                pd.DataFrame(add, columns=COLUMNS)
+            write_rows_atomic(rows, path)
+    return rows
 
 
 def file_sha256(path) -> str:
@@ -76,25 +131,29 @@ def energy_sidecar(results_csv: str | Path) -> Path:
 
 
 def update_sidecar(results_csv: Path, label: str, energy: NetworkEnergy) -> None:
-    path = energy_sidecar(results_csv)
-    data = read_json(path)
-    data[label] = energy.to_dict()
-    write_json_atomic(path, data)
+    update_json(energy_sidecar(results_csv), lambda data: data.update({label: energy.to_dict()}))
 
 
 def sweep(checkpoint: str, arch: str, voltages: list[float], out: str | Path, *,
           act_bits: int = 8, ber_model: BerModel | None = None, realizations: int = 50,
           ci_target: float | None = None, seed: int = 0, resume: bool = False,
           label: str | None = None, data_root: str | None = None, data=None,
-          progress: bool = True) -> pd.DataFrame:
+          progress: bool = True, device: str = "cpu") -> pd.DataFrame:
+    """Sweep `checkpoint` over `voltages` into `out`. `device`: where the network runs
+    (cpu, cuda, cuda:N, auto); the energy model is the same everywhere."""
     out = Path(out)
     ber_model = ber_model or BerModel()
+    dev = resolve_device(device)  # a bad name fails before anything is written
+    if not Path(checkpoint).is_file():
+        raise ConfigError(f"checkpoint {str(checkpoint)!r} does not exist")
+    if out.is_dir():
+        raise ConfigError(f"--out {str(out)!r} is a folder; give a CSV file name")
     if out.exists() and not resume:
-        done = read_rows(out)
+        done = read_rows(out, SWEEP_KEYS)
         if (done["checkpoint"] == str(checkpoint)).any():
             raise ConfigError(f"{out} already holds points of {checkpoint}; pass --resume to "
                               "continue it, or choose another --out")
-    rows = read_rows(out)
+    rows = read_rows(out, SWEEP_KEYS)
     fingerprint = file_sha256(checkpoint)
     mine = rows["checkpoint"].astype(str) == str(checkpoint)
     if "checkpoint_sha256" in rows and (rows.loc[mine, "checkpoint_sha256"] != fingerprint).any():
@@ -114,13 +173,15 @@ def sweep(checkpoint: str, arch: str, voltages: list[float], out: str | Path, *,
     energy = model_energy(arch, model, q["bits"], act_bits, progress=progress)
     label = label or method_name(config)
     update_sidecar(out, label, energy)
+    model.to(dev)
+    xy = on_model_device(test, model)  # normalized and on the device once for all points
     stored = StoredWeights(model)
-    clean = accuracy(model, test)
+    clean = accuracy(model, xy)
     bar = tqdm(todo, desc=f"sweep {label}", disable=not progress,
                file=sys.stderr)
     for v in bar:
         ber = ber_model.ber(v)
-        est = estimate_accuracy(model, test, ber, max_realizations=realizations,
+        est = estimate_accuracy(model, xy, ber, max_realizations=realizations,
                                 ci_target=ci_target, seed=point_seed(seed, v), stored=stored,
                                 clean=clean, progress=progress)
         e_total, e_weight = scaled_energy(energy, v), scaled_weight_memory(energy, v)
@@ -133,8 +194,6 @@ def sweep(checkpoint: str, arch: str, voltages: list[float], out: str | Path, *,
                "energy_uJ": e_total, "energy_weight_mem_uJ": e_weight,
                "energy_nominal_uJ": energy.total_uJ, "seed": seed,
                "test_images": len(test)}
-        rows = pd.concat([rows, pd.DataFrame([row])], ignore_index=True) if len(rows) else \
-            pd.DataFrame([row], columns=COLUMNS)
-        write_rows_atomic(rows, out)
+        rows = append_rows(out, [row])  # keeps rows another sweep on `out` wrote meanwhile
         bar.set_postfix(V=f"{v:.2f}", acc=f"{est.mean:.3f}")
     return rows

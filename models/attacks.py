@@ -36,7 +36,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .errors import ConfigError
-from .evaluate import EVAL_BATCH, StoredWeights, on_model_device, predict, use_channels_last
+from .evaluate import (StoredWeights, eval_batch_size, on_model_device, predict,
+                       use_channels_last)
 from .faults import to_unsigned
 from .quant import quant_layers
 
@@ -90,7 +91,7 @@ def bit_weights(bits: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _accuracy(model, x, y, batch_size: int = EVAL_BATCH) -> float:
+def _accuracy(model, x, y, batch_size: int | None = None) -> float:
     if len(y) == 0:
         return float("nan")
     return float((predict(model, x, batch_size) == y).float().mean())
@@ -106,8 +107,9 @@ class HeldOutCheck:
     how soon the count is reached, never the answer."""
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, threshold: float,
-                 batch_size: int = EVAL_BATCH, reorder: bool = True):
-        self.x, self.y, self.batch_size, self.reorder = x, y, batch_size, reorder
+                 batch_size: int | None = None, reorder: bool = True):
+        self.x, self.y, self.reorder = x, y, reorder
+        self.batch_size = batch_size or eval_batch_size(x.device)
         self.need = threshold * len(y)
         self.order = torch.arange(len(y), device=y.device)
         self.images = 0  # evaluated so far, over all checks (benchmarks/bench_bfa_check.py)

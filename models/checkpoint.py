@@ -51,17 +51,50 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for a damaged/foreign file
-        raise ConfigError(f"checkpoint {str(path)!r} could not be read: {e}") from None
+        raise ConfigError(f"checkpoint {str(path)!r} could not be read ({_first_line(e)}); "
+                          "expected a .pt file written by hwsim train") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT or "config" not in ckpt:
         raise ConfigError(f"checkpoint {str(path)!r} is not an hwsim checkpoint (format {FORMAT})")
+    _check_config(ckpt, path)
     return ckpt
+
+
+def _first_line(e: BaseException, limit: int = 160) -> str:
+    """torch's load/state-dict errors run to many lines: the first one says what happened."""
+    text = str(e).strip().splitlines()
+    line = text[0].strip() if text else type(e).__name__
+    return line if len(line) <= limit else line[:limit] + "..."
+
+
+def _check_config(ckpt: dict, path) -> None:
+    """The fields build_model and the commands read, each with its type."""
+    cfg = ckpt["config"]
+    where = f"checkpoint {str(path)!r}"
+    m = cfg.get("model") if isinstance(cfg, dict) else None
+    if not isinstance(m, dict) or not isinstance(m.get("name"), str) or \
+            not isinstance(m.get("num_classes"), int):
+        raise ConfigError(f"{where}: config.model must be a mapping with name (str) and "
+                          f"num_classes (int), got {m!r}")
+    q = cfg.get("quantizer")
+    if q is not None and (not isinstance(q, dict) or not isinstance(q.get("name"), str) or
+                          not isinstance(q.get("bits"), int)):
+        raise ConfigError(f"{where}: config.quantizer must be null or a mapping with name (str) "
+                          f"and bits (int), got {q!r}")
+    if not isinstance(cfg.get("data"), dict) or not isinstance(ckpt.get("model_state"), dict):
+        raise ConfigError(f"{where}: config.data or model_state is missing")
 
 
 def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict]:
     """(model in eval mode with the trained weights, config dict)."""
     ckpt = read_checkpoint(path)
-    model = build_model(ckpt["config"])
-    model.load_state_dict(ckpt["model_state"])
+    try:
+        model = build_model(ckpt["config"])
+        model.load_state_dict(ckpt["model_state"])
+    except (RuntimeError, KeyError, TypeError, ValueError) as e:
+        if isinstance(e, ConfigError):
+            raise ConfigError(f"checkpoint {str(path)!r}: {e}") from None
+        raise ConfigError(f"checkpoint {str(path)!r}: its weights do not fit the network its "
+                          f"config describes ({_first_line(e)})") from None
     model.eval()
     return model, ckpt["config"]
 

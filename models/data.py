@@ -13,6 +13,7 @@ import io
 import os
 import pickle
 import tarfile
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,15 +135,44 @@ def _read_image_tree(root: Path) -> dict[str, list[tuple[int, bytes]]]:
     return out
 
 
+class _CifarUnpickler(pickle.Unpickler):
+    """Admits only what torchvision's CIFAR batch files hold (dicts, lists, str/bytes, ints,
+    numpy arrays and dtypes): a crafted file cannot name any other callable, so loading it
+    never runs code."""
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"),
+               ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+
+    def find_class(self, module, name):
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refused global {module}.{name}")
+
+
+def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(images N x 3 x 32 x 32 uint8, labels) from one CIFAR-10 python batch file."""
+    try:
+        with open(path, "rb") as f:
+            d = _CifarUnpickler(f, encoding="latin1").load()
+        data, labels = d["data"], d["labels"]
+        if not isinstance(data, np.ndarray) or data.dtype == object:
+            raise TypeError("'data' is not a numeric array")
+        x = np.asarray(data, dtype=np.uint8).reshape(-1, 3, 32, 32)
+        y = np.asarray(labels, dtype=np.int64)
+    except FileNotFoundError:
+        raise ConfigError(f"CIFAR-10 batch file {str(path)!r} does not exist") from None
+    except Exception as e:  # refused globals, truncated files, wrong structure
+        raise ConfigError(f"{path}: not a CIFAR-10 python batch file (a pickled dict with "
+                          f"'data' uint8 N x 3072 and 'labels'): {e}") from None
+    if len(x) != len(y) or (len(y) and not (0 <= y.min() and y.max() < 10)):
+        raise ConfigError(f"{path}: {len(x)} images but {len(y)} labels, or labels outside 0..9")
+    return x, y
+
+
 def _read_cifar_batches(root: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     def load(names):
-        xs, ys = [], []
-        for n in names:
-            with open(root / n, "rb") as f:
-                d = pickle.load(f, encoding="latin1")
-            xs.append(np.asarray(d["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-            ys.append(np.asarray(d["labels"], dtype=np.int64))
-        return np.concatenate(xs), np.concatenate(ys)
+        parts = [_read_cifar_batch(root / n) for n in names]
+        return np.concatenate([x for x, _ in parts]), np.concatenate([y for _, y in parts])
     return {"train": load([f"data_batch_{i}" for i in range(1, 6)]), "test": load(["test_batch"])}
 
 
@@ -172,10 +202,15 @@ def load_cifar10(root: str | os.PathLike | None) -> tuple[ImageData, ImageData]:
                                   f"test/<class>/* images (classes: {', '.join(CIFAR10_CLASSES)})")
             arrays = {s: _decode_jpeg_members(tree[s]) for s in tree}
         cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp.npz")
-        np.savez(tmp, **{f"{s}_{k}": a for s, (x, y) in arrays.items()
-                         for k, a in (("x", x), ("y", y))})
-        os.replace(tmp, cache)
+        fd, tmp = tempfile.mkstemp(dir=cache.parent, prefix=f".{cache.stem}.", suffix=".npz")
+        try:  # a unique temporary name: two processes decoding at once cannot collide
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, **{f"{s}_{k}": a for s, (x, y) in arrays.items()
+                               for k, a in (("x", x), ("y", y))})
+            os.replace(tmp, cache)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
     mean = (0.4914, 0.4822, 0.4465)
     std = (0.2470, 0.2435, 0.2616)
     mk = lambda s, aug: ImageData(torch.from_numpy(arrays[s][0]), torch.from_numpy(arrays[s][1]),
@@ -186,6 +221,10 @@ def load_cifar10(root: str | os.PathLike | None) -> tuple[ImageData, ImageData]:
 def load_dataset(name: str, root: str | None = None, split_seed: int = 0):
     """(train, test) ImageData for a data set name."""
     if name == "digits":
+        if root:
+            raise ConfigError(f"data root {str(root)!r} given for the digits data set, which is "
+                              "bundled with scikit-learn and reads no files; drop --data-root "
+                              "(it is for cifar10)")
         return load_digits(split_seed)
     if name == "cifar10":
         return load_cifar10(root)

@@ -24,9 +24,8 @@ from scipy import stats
 from tqdm import tqdm
 
 from .errors import ConfigError
-from .evaluate import (EVAL_BATCH, StoredWeights, check_ber, on_model_device, predict,
-                       t_halfwidth)
-from .faults import sample_positions
+from .evaluate import StoredWeights, check_ber, hit_rate, on_model_device, t_halfwidth
+from .faults import PositionSampler
 
 PLAIN_MC_ABOVE = 6.0  # expected flips above which stratifying on K gains nothing
 TAIL_TABLE_MAX = 4000
@@ -51,10 +50,17 @@ class Estimate:
 class _Stratum:
     def __init__(self, weight: float, draw_k):
         self.weight, self.draw_k, self.values = weight, draw_k, []
+        self.pending: list[torch.Tensor] = []  # accuracies not yet fetched from the device
+
+    def settle(self) -> None:
+        """Fetch the pending accuracies: one device-to-host copy per round of realizations."""
+        if self.pending:
+            self.values += torch.stack(self.pending).tolist()
+            self.pending = []
 
     @property
     def n(self):
-        return len(self.values)
+        return len(self.values) + len(self.pending)
 
     def mean(self):
         return float(np.mean(self.values)) if self.values else 0.0
@@ -104,7 +110,12 @@ def estimate_accuracy(model, data, ber: float, *, max_realizations: int = 50,
                       min_realizations: int = 10, ci_target: float | None = None,
                       seed: int = 0, stored: StoredWeights | None = None,
                       clean: float | None = None, force_mc: bool = False,
-                      progress: bool = False, batch_size: int = EVAL_BATCH) -> Estimate:
+                      progress: bool = False, batch_size: int | None = None,
+                      sampler: str | None = None) -> Estimate:
+    """Accuracy of `model` at bit error rate `ber` (see the module docstring). `sampler`:
+    where flip positions are drawn, 'host' or 'device' (default: host on the CPU, device on
+    a GPU; faults.PositionSampler); either way K and the strata come from `seed`'s numpy
+    generator."""
     check_ber(ber)
     if max_realizations < 2:
         raise ConfigError(f"realizations={max_realizations!r}: need at least 2 for a CI")
@@ -114,7 +125,7 @@ def estimate_accuracy(model, data, ber: float, *, max_realizations: int = 50,
     model.eval()
     stored = stored or StoredWeights(model)
     if clean is None:
-        clean = float((predict(model, x, batch_size) == y).float().mean())
+        clean = float(hit_rate(model, x, y, batch_size))
     n_bits = stored.n_bits
     if ber == 0:
         return Estimate(0.0, clean, clean, 0.0, 0.0, 0, "exact", 0.0)
@@ -125,13 +136,16 @@ def estimate_accuracy(model, data, ber: float, *, max_realizations: int = 50,
         return Estimate(ber, clean, clean, 0.0, p_any, 0, "bound", n_bits * ber)
     rng = np.random.default_rng(seed)
     kind, w0, strata = _strata(n_bits, ber, rng, force_mc)
+    positions = PositionSampler(n_bits, rng, seed, stored.ints.device, sampler)
 
     def run_one(s: _Stratum):
         k = s.draw_k()
-        with stored.installed(stored.flipped(sample_positions(n_bits, k, rng))):
-            s.values.append(float((predict(model, x, batch_size) == y).float().mean()))
+        with stored.installed(stored.flipped(positions(k))):
+            s.pending.append(hit_rate(model, x, y, batch_size))
 
     def summary():
+        for s in strata:
+            s.settle()
         used = sum(s.n for s in strata)
         mean = w0 * clean + sum(s.weight * s.mean() for s in strata)
         if kind == "mc":

@@ -11,29 +11,31 @@ import math
 from models.attacks import bfa_nflip, random_nflip, tbfa, tbfa_all_pairs
 from models.checkpoint import load_checkpoint, method_name
 from models.data import CIFAR10_CLASSES, load_dataset
+from models.device import resolve_device
 from models.errors import ConfigError
 
-from .common import add_threads, apply_threads, comma_list, print_json
+from .common import add_device, add_seed, add_threads, apply_threads, comma_list, number, print_json
 
 
 def _common(p, max_flips: int = 500) -> None:
     p.add_argument("--checkpoint", required=True, help="checkpoint (.pt) of a quantized model")
     p.add_argument("--data-root", help="data folder (default: the checkpoint's data root)")
-    p.add_argument("--attack-batch", type=int, default=128,
+    p.add_argument("--attack-batch", type=number(int, 1), default=128,
                    help="test images the attacker sees (default 128); accuracy is measured on "
                         "the rest of the test set")
-    p.add_argument("--seeds", type=int, default=10,
+    p.add_argument("--seeds", type=number(int, 1), default=10,
                    help="attack runs, each with its own attack batch (default 10)")
-    p.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
-    p.add_argument("--max-flips", type=int, default=max_flips,
+    add_seed(p, help="first seed, an integer >= 0 (default 0)")
+    p.add_argument("--max-flips", type=number(int, 0), default=max_flips,
                    help=f"flip budget per run (default {max_flips})")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--no-progress", action="store_true")
     add_threads(p)
+    add_device(p)
 
 
 def _search(p) -> None:
-    p.add_argument("--topk", type=int, default=1,
+    p.add_argument("--topk", type=number(int, 1), default=1,
                    help="candidate bits per layer evaluated in the in-layer search (default 1)")
 
 
@@ -44,7 +46,7 @@ def register(sub) -> None:
 
     b = asub.add_parser("bfa", help="untargeted BFA: flips to random-guess accuracy",
                         description="Progressive bit search (Rakin et al. 2019) until the "
-                                    "held-out accuracy is below 1.1/classes (11%% for 10).")
+                                    "held-out accuracy is below 1.1/classes (11% for 10).")
     _common(b)
     _search(b)
     b.set_defaults(func=run_bfa)
@@ -59,13 +61,13 @@ def register(sub) -> None:
     t.add_argument("--all-pairs", action="store_true",
                    help="every ordered source/target pair (paper Fig. 13)")
     t.add_argument("--classes", help="with --all-pairs: comma-separated classes (default all)")
-    t.add_argument("--target-asr", type=float, default=0.99,
+    t.add_argument("--target-asr", type=number(float, 0, 1, lo_open=True), default=0.99,
                    help="stop when the held-out attack success rate reaches this (default 0.99)")
     t.set_defaults(func=run_tbfa)
 
     r = asub.add_parser("random", help="baseline: random bit flips to random-guess accuracy")
     _common(r, max_flips=100000)
-    r.add_argument("--step", type=int, default=10,
+    r.add_argument("--step", type=number(int, 1), default=10,
                    help="flips added between accuracy checks (N_flip resolution, default 10)")
     r.set_defaults(func=run_random)
     p.set_defaults(func=lambda args: (p.print_help(), 1)[1])
@@ -73,7 +75,9 @@ def register(sub) -> None:
 
 def _load(args):
     apply_threads(args)
+    dev = resolve_device(args.device)
     model, config = load_checkpoint(args.checkpoint)
+    model.to(dev)
     if not config.get("quantizer"):
         raise ConfigError(f"{args.checkpoint}: a float model has no stored integers to attack; "
                           f"use a quantized checkpoint")

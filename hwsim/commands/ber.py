@@ -1,10 +1,10 @@
 """`hwsim ber`: voltage <-> bit error rate, and `hwsim ber fit FILE.csv`."""
 from __future__ import annotations
 
-from hwsim.ber import BerModel, fit_ber, read_ber_csv
+from hwsim.ber import BerModel, check_voltage, fit_ber, read_ber_csv
 from models.errors import ConfigError
 
-from .common import print_json
+from .common import out_file, print_json
 
 
 def add_ber_model(p) -> None:
@@ -31,6 +31,7 @@ def run(args) -> int:
     if args.action == "fit":
         if not args.csv:
             raise ConfigError("usage: hwsim ber fit FILE.csv [--out model.yaml]")
+        out_file(args.out)
         v, e = read_ber_csv(args.csv)
         model, stats = fit_ber(v, e, quadratic=not args.linear)
         model.save(args.out, fit=dict(stats, data=str(args.csv)))
@@ -47,6 +48,7 @@ def run(args) -> int:
         raise ConfigError("give exactly one of --voltage V or --rate P (or `fit FILE.csv`)")
     model = BerModel.load(args.ber_model)
     if args.voltage is not None:
+        check_voltage(args.voltage, "--voltage")
         out = {"voltage": args.voltage, "ber": model.ber(args.voltage)}
     else:
         out = {"ber": args.rate, "voltage": model.voltage(args.rate)}

@@ -1,8 +1,11 @@
 """Argument helpers shared by subcommands."""
 from __future__ import annotations
 
+import argparse
 import json
+import math
 import sys
+from pathlib import Path
 
 import torch
 import yaml
@@ -27,14 +30,58 @@ def comma_list(value: str | None) -> list[str] | None:
     return items or None
 
 
+def number(kind=int, lo=None, hi=None, lo_open: bool = False):
+    """An argparse `type` that accepts a `kind` (int or float) in [lo, hi] ((lo, hi] with
+    lo_open) and otherwise says, in one line, what is valid."""
+    if hi is None:
+        rng = f"> {lo:g}" if lo_open else f">= {lo:g}"
+    else:
+        rng = f"in {'(' if lo_open else '['}{lo:g}, {hi:g}]"
+    what = "an integer" if kind is int else "a number"
+
+    def parse(text: str):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what} {rng}") from None
+        if kind is float and not math.isfinite(v):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+        if (lo is not None and (v <= lo if lo_open else v < lo)) or (hi is not None and v > hi):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what} {rng}")
+        return v
+    parse.__name__ = what  # argparse names the type in its messages
+    return parse
+
+
+SEED_HELP = "random seed, an integer >= 0 (default 0)"
+
+
+def add_seed(p, help: str = SEED_HELP) -> None:
+    """--seed: the one rule for seeds everywhere (CLI and study files): an integer >= 0."""
+    p.add_argument("--seed", type=number(int, 0), default=0, help=help)
+
+
+def out_file(path: str, flag: str = "--out") -> Path:
+    """An output file path: not a folder (its parent folders are created when written)."""
+    p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"{flag} {path!r} is a folder; give a file name, e.g. "
+                          f"{str(p / 'results.csv')!r}")
+    for parent in p.parents:
+        if parent.exists() and not parent.is_dir():
+            raise ConfigError(f"{flag} {path!r}: {str(parent)!r} is a file, not a folder")
+    return p
+
+
 def add_threads(p) -> None:
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--threads", type=number(int, 1), default=None,
                    help="torch CPU threads (default: torch's choice)")
 
 
-def add_device(p) -> None:
-    p.add_argument("--device", default="cpu",
-                   help="cpu (default), cuda, cuda:N, or auto (cuda when torch sees one)")
+def add_device(p, default: str | None = "cpu",
+               help: str = "cpu (default), cuda, cuda:N, or auto (cuda when torch sees one)"
+               ) -> None:
+    p.add_argument("--device", default=default, help=help)
 
 
 def apply_threads(args) -> None:

@@ -3,6 +3,7 @@
     hwsim energy --arch arch/eyeriss_sram.yaml --model resnet20 [--weight-bits 4]
                  [--voltage 0.6 [--ber-model FILE]] [--json]
     hwsim energy --fill-cache [--arch arch/eyeriss_sram.yaml]   # regenerate arch/cache
+    --workers N maps up to N uncached layer shapes at once, in separate processes.
 """
 from __future__ import annotations
 
@@ -10,12 +11,12 @@ import sys
 from pathlib import Path
 
 from hwsim.ber import check_voltage
+from hwsim.paths import DEFAULT_ARCH, resolve_arch
 from models.errors import ConfigError
 
 from .ber import add_ber_model
 from .common import print_json
 
-DEFAULT_ARCH = "arch/eyeriss_sram.yaml"
 # networks x weight bits whose energies are committed in arch/cache (see arch/README.md)
 SHIPPED_NETWORKS = ["small_cnn", "mlp", "resnet20", "resnet32", "resnet44", "resnet56"]
 SHIPPED_BITS = [4, 8]
@@ -30,7 +31,8 @@ def register(sub) -> None:
                     "weight-memory share. With --voltage, the weight memory is scaled as "
                     "(V/V_nominal)^2 and the bit error rate at V is shown.")
     p.add_argument("--arch", default=DEFAULT_ARCH,
-                   help=f"architecture YAML with an hwsim: section (default {DEFAULT_ARCH})")
+                   help=f"architecture YAML with an hwsim: section, or the name of a shipped one "
+                        f"(default {DEFAULT_ARCH})")
     p.add_argument("--model", help="registered network name (e.g. resnet20) or checkpoint path")
     p.add_argument("--weight-bits", type=int, default=None,
                    help="bits per stored weight (default: the checkpoint's quantizer bits, "
@@ -42,6 +44,10 @@ def register(sub) -> None:
     p.add_argument("--fill-cache", action="store_true",
                    help="map the shipped networks (" + ", ".join(SHIPPED_NETWORKS) +
                         ") at 4 and 8 weight bits onto --arch, filling its cache")
+    p.add_argument("--workers", type=int, default=1,
+                   help="map up to N uncached layer shapes at once, in N processes that "
+                        "share the CPU cores (default 1: one shape at a time, AccelForge "
+                        "spreading it over all cores)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
@@ -69,7 +75,7 @@ def resolve_model(spec: str, weight_bits: int | None):
 
 
 def compute(arch: str, model_spec: str, weight_bits: int | None, act_bits: int,
-            progress: bool = True):
+            progress: bool = True, workers: int = 1):
     from hwsim.energy import network_energy
     from hwsim.workload import extract_layers
 
@@ -79,14 +85,14 @@ def compute(arch: str, model_spec: str, weight_bits: int | None, act_bits: int,
         raise ConfigError(f"--act-bits {act_bits}: must be in 1..32")
     name, model, shape, bits = resolve_model(model_spec, weight_bits)
     layers = extract_layers(model, shape, weight_bits=bits, act_bits=act_bits)
-    return name, bits, network_energy(arch, layers, progress=progress)
+    return name, bits, network_energy(arch, layers, progress=progress, workers=workers)
 
 
-def fill_cache(arch: str, progress: bool = True) -> list[dict]:
+def fill_cache(arch: str, progress: bool = True, workers: int = 1) -> list[dict]:
     rows = []
     for net in SHIPPED_NETWORKS:
         for bits in SHIPPED_BITS:
-            _, _, ne = compute(arch, net, bits, 8, progress)
+            _, _, ne = compute(arch, net, bits, 8, progress, workers)
             rows.append({"model": net, "weight_bits": bits, "total_uJ": ne.total_uJ,
                          "weight_memory_uJ": ne.weight_memory_uJ,
                          "weight_share": ne.weight_share})
@@ -95,8 +101,11 @@ def fill_cache(arch: str, progress: bool = True) -> list[dict]:
 
 def run(args) -> int:
     progress = not (args.json or args.no_progress) and sys.stderr.isatty()
+    args.arch = resolve_arch(args.arch)
+    if args.workers < 1:
+        raise ConfigError(f"--workers {args.workers}: must be >= 1")
     if args.fill_cache:
-        rows = fill_cache(args.arch, progress)
+        rows = fill_cache(args.arch, progress, args.workers)
         if args.json:
             print_json(rows)
         else:
@@ -110,9 +119,11 @@ def run(args) -> int:
         raise ConfigError("--model is required (a network name such as resnet20, or a "
                           "checkpoint path); or use --fill-cache")
     if args.voltage is not None:
-        check_voltage(args.voltage, "--voltage")
+        from hwsim.accelforge_backend import load_arch
+        check_voltage(args.voltage, "--voltage", load_arch(args.arch, False)[1].v_nominal)
 
-    name, bits, ne = compute(args.arch, args.model, args.weight_bits, args.act_bits, progress)
+    name, bits, ne = compute(args.arch, args.model, args.weight_bits, args.act_bits, progress,
+                             args.workers)
     out = ne.to_dict()
     out.update(model=name, weight_bits=bits, act_bits=args.act_bits)
     if args.voltage is not None:

@@ -6,17 +6,19 @@ from models.data import load_dataset
 from models.device import resolve_device
 from models.evaluate import evaluate_under_bit_errors
 
-from .common import add_device, add_threads, apply_threads, print_json
+from .common import add_device, add_seed, add_threads, apply_threads, number, print_json
 
 
 def register(sub) -> None:
     p = sub.add_parser("eval", help="accuracy of a checkpoint under random bit errors",
-                       description="Clean test accuracy, then mean/std/95%% CI over R "
+                       description="Clean test accuracy, then mean/std/95% CI over R "
                                    "independent bit-error realizations at rate P.")
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--ber", type=float, default=0.0, help="bit error rate p (default 0)")
-    p.add_argument("--realizations", type=int, default=50, help="default 50 (the paper's)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint", required=True, help="checkpoint (.pt) to evaluate")
+    p.add_argument("--ber", type=number(float, 0, 0.5), default=0.0,
+                   help="bit error rate p in [0, 0.5] (default 0)")
+    p.add_argument("--realizations", type=number(int, 1), default=50,
+                   help="default 50 (the paper's)")
+    add_seed(p)
     p.add_argument("--data-root", help="override the data root stored in the checkpoint")
     p.add_argument("--json", action="store_true")
     add_threads(p)

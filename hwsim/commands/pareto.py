@@ -9,17 +9,21 @@ import pandas as pd
 
 from hwsim.files import write_text_atomic
 from hwsim.report import DEFAULT_TITLE, write_report
-from hwsim.sweep import COLUMNS, energy_sidecar, read_rows
+from hwsim.sweep import REPORT_COLUMNS, energy_sidecar, read_rows
 from models.errors import ConfigError
 
-from .common import comma_list
+from .common import comma_list, out_file
 
 
 def register(sub) -> None:
-    p = sub.add_parser("pareto", help="Pareto frontier + self-contained HTML report",
-                       description="Reads sweep CSVs, writes the report (plotly embedded) and "
-                                   "the frontier as CSV.")
-    p.add_argument("csv", nargs="+", help="results CSVs from `hwsim sweep`")
+    p = sub.add_parser("pareto", help="Pareto frontier + HTML report",
+                       description="Reads sweep CSVs, writes the report and the frontier as "
+                                   "CSV. The report loads plotly.js from a plotly.min.js "
+                                   "written next to it, or an identical one already there or "
+                                   "in the folder above (works offline).")
+    p.add_argument("csv", nargs="+",
+                   help="results CSVs from `hwsim sweep`, or any CSV with the columns "
+                        + ", ".join(REPORT_COLUMNS))
     p.add_argument("--out", default="report.html")
     p.add_argument("--frontier", help="frontier CSV (default: next to --out)")
     p.add_argument("--title", default=DEFAULT_TITLE)
@@ -35,16 +39,17 @@ def load_results(paths: list[str], methods: list[str] | None = None
     for path in paths:
         if not Path(path).is_file():
             raise ConfigError(f"{path!r} does not exist")
-        df = read_rows(Path(path))
-        missing = [c for c in ("label", "voltage", "acc_mean", "energy_uJ") if c not in df]
-        if missing:
-            raise ConfigError(f"{path}: not a sweep CSV (missing columns {missing}; "
-                              f"expected {', '.join(COLUMNS)})")
+        df = read_rows(Path(path), REPORT_COLUMNS)
         frames.append(df)
         side = energy_sidecar(path)
         if side.exists():
-            for k, v in json.loads(side.read_text()).items():
-                layers.setdefault(k, v["layers"])
+            try:
+                for k, v in json.loads(side.read_text()).items():
+                    layers.setdefault(k, v["layers"])
+            except (ValueError, UnicodeDecodeError, TypeError, KeyError, AttributeError):
+                raise ConfigError(f"{side}: not an energy sidecar written by hwsim sweep "
+                                  "(delete it to draw the report without per-layer energies)"
+                                  ) from None
     if methods:
         frames = _only(frames, methods)
     _disambiguate(frames, [Path(p) for p in paths])
@@ -88,6 +93,9 @@ def _command(args) -> str:
 
 
 def run(args) -> int:
+    out_file(args.out)
+    if args.frontier:
+        out_file(args.frontier, "--frontier")
     df, layers = load_results(args.csv, comma_list(args.methods))
     first = dict(list(layers.items())[:1])
     front = write_report(df, args.out, title=args.title, energy_layers=first,

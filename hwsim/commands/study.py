@@ -1,10 +1,14 @@
 """`hwsim study FILE.yaml`: run a declarative experiment end to end."""
 from __future__ import annotations
 
+from dataclasses import replace
+
+from models.device import check_device_name
+
 from hwsim.study import format_table, run_study, select_methods
 from hwsim.study_spec import load_study
 
-from .common import add_threads, apply_threads, comma_list
+from .common import add_device, add_threads, apply_threads, comma_list
 
 
 def register(sub) -> None:
@@ -20,12 +24,16 @@ def register(sub) -> None:
     p.add_argument("--status", action="store_true",
                    help="only print what is finished and what a run would still compute")
     add_threads(p)
+    add_device(p, default=None, help="cpu, cuda, cuda:N or auto: where training and evaluation "
+                                     "run (default: the study file's device:, else cpu)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     apply_threads(args)
     study = load_study(args.file)
+    if args.device is not None:  # the flag overrides the study file's device:
+        study = replace(study, device=check_device_name(args.device))
     only = comma_list(args.only)
     if args.status:
         from hwsim.study_status import baseline_status, study_status

@@ -8,7 +8,8 @@ from models.networks import NETWORKS
 from models.quant import QUANTIZERS
 from models.train import TrainConfig, train
 
-from .common import add_device, add_threads, apply_threads, parse_params
+from .common import (add_device, add_seed, add_threads, apply_threads, number, out_file,
+                     parse_params)
 
 # paper App. B.2 for CIFAR; a short recipe that reaches >98% on digits in seconds
 DEFAULTS = {"digits": dict(epochs=15, batch_size=64, lr=0.05),
@@ -23,20 +24,24 @@ def register(sub) -> None:
     p.add_argument("--data", default="digits", choices=DATASETS)
     p.add_argument("--data-root", help="CIFAR-10 folder or .tar.gz (not needed for digits)")
     p.add_argument("--quantizer", default="float", choices=["float"] + QUANTIZERS.names())
-    p.add_argument("--bits", type=int, default=4, help="weight bits, 2..8 (default 4)")
-    p.add_argument("--bfn-rate", type=float, default=0.0,
+    p.add_argument("--bits", type=number(int, 2, 8), default=4,
+                   help="weight bits, 2..8 (default 4)")
+    p.add_argument("--bfn-rate", type=number(float, 0, 0.5), default=0.0,
                    help="bit-flip noise training rate p_o (paper: 5e-3; default off)")
     p.add_argument("--param", action="append", metavar="KEY=VALUE",
                    help="quantizer hyper-parameter, e.g. c=0.1 (plclip), weight_decay_a=0.01 "
                         "or init=ber_mse (wcat); repeatable")
-    p.add_argument("--epochs", type=int, help="default: 15 digits, 200 cifar10")
-    p.add_argument("--batch-size", type=int, help="default: 64 digits, 128 cifar10")
-    p.add_argument("--lr", type=float, help="initial lr of the cosine schedule "
-                                            "(default: 0.05 digits, 0.1 cifar10)")
-    p.add_argument("--momentum", type=float, default=0.9)
-    p.add_argument("--no-nesterov", action="store_true")
-    p.add_argument("--weight-decay", type=float, default=5e-4)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=number(int, 1), help="default: 15 digits, 200 cifar10")
+    p.add_argument("--batch-size", type=number(int, 1),
+                   help="default: 64 digits, 128 cifar10")
+    p.add_argument("--lr", type=number(float, 0, lo_open=True),
+                   help="initial lr of the cosine schedule (default: 0.05 digits, 0.1 cifar10)")
+    p.add_argument("--momentum", type=number(float, 0, 1), default=0.9,
+                   help="SGD momentum in [0, 1] (default 0.9)")
+    p.add_argument("--no-nesterov", action="store_true", help="plain momentum, not Nesterov")
+    p.add_argument("--weight-decay", type=number(float, 0), default=5e-4,
+                   help="L2 weight decay (default 5e-4)")
+    add_seed(p)
     p.add_argument("--init-from", help="checkpoint whose weights start training (fine-tuning)")
     p.add_argument("--out", required=True, help="checkpoint to write (.pt)")
     p.add_argument("--resume", action="store_true", help="continue OUT if it exists")
@@ -52,12 +57,14 @@ def register(sub) -> None:
 def run(args) -> int:
     apply_threads(args)
     d = DEFAULTS[args.data]
+    out_file(args.out)
+    pick = lambda given, key: d[key] if given is None else given  # 0 is refused, not replaced
     cfg = TrainConfig(
         model=args.model, data=args.data, data_root=args.data_root,
         quantizer=None if args.quantizer == "float" else args.quantizer, bits=args.bits,
         bfn_rate=args.bfn_rate, quantizer_params=parse_params(args.param),
-        epochs=args.epochs or d["epochs"], batch_size=args.batch_size or d["batch_size"],
-        lr=args.lr or d["lr"], momentum=args.momentum, nesterov=not args.no_nesterov,
+        epochs=pick(args.epochs, "epochs"), batch_size=pick(args.batch_size, "batch_size"),
+        lr=pick(args.lr, "lr"), momentum=args.momentum, nesterov=not args.no_nesterov,
         weight_decay=args.weight_decay, seed=args.seed, init_from=args.init_from)
     log_path = Path(args.out + ".log")
     log_path.parent.mkdir(parents=True, exist_ok=True)
