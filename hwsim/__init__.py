@@ -1,2 +1,28 @@
-"""hwsim: the hardware side (voltage -> bit error rate, AccelForge energy) and the `hwsim` CLI."""
+"""hwsim: the hardware side (voltage -> bit error rate, AccelForge energy) and the `hwsim` CLI.
+
+The Python API is hwsim/api.py (docs/api.md): `from hwsim import api as hw`, then
+hw.quantize, hw.regularizer, hw.after_step, hw.param_groups, hw.accuracy, hw.evaluate,
+hw.layer_sensitivity, hw.energy, hw.sweep, hw.pareto. The names that do not collide with a
+submodule are also re-exported here (`hwsim.quantize`, `hwsim.evaluate`, ...); `hwsim.sweep`,
+`hwsim.energy` and `hwsim.pareto` stay the modules of those names. The network side is
+`hwsim.models`. All imported on first use, so `hwsim --help` stays fast.
+"""
 __version__ = "0.1.0"
+
+# hwsim.api's functions re-exported lazily (sweep, energy, pareto are submodules' names)
+API = ("quantize", "regularizer", "after_step", "param_groups", "evaluate", "accuracy",
+       "layer_sensitivity", "ConfigError")
+
+
+def __getattr__(name):
+    """Lazy re-export: torch, pandas and AccelForge load on first use."""
+    import importlib
+    if name in API:
+        return getattr(importlib.import_module("hwsim.api"), name)
+    if name in ("api", "models"):
+        return importlib.import_module(f"hwsim.{name}")
+    raise AttributeError(f"module 'hwsim' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(API) + ["api", "models"])

@@ -24,6 +24,7 @@ from models.device import resolve_device
 from models.train import TrainConfig, train
 
 from .ber import BerModel
+from .chips import chips_sidecar, run_study_chips, study_chips_md
 from .files import read_json, update_json, write_text_atomic
 from .pareto import TABLE_COLUMNS, lowest_energy_within, readable_table
 from .report import PLOTLY_JS, write_report
@@ -129,12 +130,14 @@ def select_methods(study: Study, only: list[str] | None) -> Study:
 
 
 def run_study(study: Study, progress: bool = True, log=print,
-              only: list[str] | None = None) -> pd.DataFrame | None:
+              only: list[str] | None = None, executor=None) -> pd.DataFrame | None:
     """Run every missing step. With `only`, just those methods' training, sweep, fixed-BER
     points and attacks: the report and summary need all methods and are left as they are
-    (returns None). Training and evaluation run on `study.device`."""
+    (returns None). Training and evaluation run on `study.device`. `executor`: None runs
+    everything here; a hwsim.executor.RayExecutor runs steps 1-4 as Ray tasks first."""
     full, study = study, select_methods(study, only)
-    resolve_device(study.device)  # e.g. cuda without a GPU: one error line before any work
+    if executor is None:  # with Ray the nodes, not this machine, need the device
+        resolve_device(study.device)  # e.g. cuda without a GPU: one error line before any work
     out = study.out_dir
     out.mkdir(parents=True, exist_ok=True)
     results = out / "results.csv"
@@ -145,6 +148,10 @@ def run_study(study: Study, progress: bool = True, log=print,
         if data is None:
             data = load_dataset(study.data, study.data_root)
         return data
+
+    if executor is not None:  # Ray tasks; the serial steps below then find all done
+        from .remote import run_remote
+        run_remote(study, executor, get_data, log)
 
     # 1. train what is missing (resumes a half-trained checkpoint)
     for m in study.methods:
@@ -171,11 +178,14 @@ def run_study(study: Study, progress: bool = True, log=print,
     # 2. sweep every method (skips points already in results.csv)
     grid = voltage_grid(study.voltages.min, study.voltages.max, study.voltages.step)
     ber_model = BerModel.load(study.ber_model)
-    for m in study.methods:
+    chips = run_study_chips(study, grid, results, ber_model, get_data, progress,
+                            checkpoint_path)  # issue 18: persistent chips instead of sweep
+    for m in [] if chips else study.methods:
         sweep(str(checkpoint_path(study, m)), study.arch, grid, results, act_bits=study.act_bits,
               ber_model=ber_model, realizations=study.monte_carlo.realizations,
               ci_target=study.monte_carlo.ci_target, seed=study.seed, resume=True,
-              label=m.name, data=get_data()[1], progress=progress, device=study.device)
+              label=m.name, data=get_data()[1], progress=progress, device=study.device,
+              executor=executor)
 
     # 3. accuracy at fixed bit error rates (the paper's Table 1 columns), optional
     at_ber = _run_fixed_bers(study, out / "at_ber.json", get_data, progress, log) \
@@ -197,7 +207,8 @@ def run_study(study: Study, progress: bool = True, log=print,
         out.parent / PLOTLY_JS]  # the report's plotly.js, shared by the studies beside it
     # content hash of the inputs (not mtimes, which a fresh clone scrambles)
     inputs = [results, study.file, study.arch] + [
-        p for p in (out / "attacks.json", out / "at_ber.json") if p.exists()]
+        p for p in (out / "attacks.json", out / "at_ber.json", chips_sidecar(results))
+        if p.exists()]
     digest = hashlib.sha256(REPORT_VERSION.encode() + b"".join(
         Path(p).read_bytes() for p in inputs)).hexdigest()
     stamp = out / ".report-inputs.sha256"
@@ -213,7 +224,8 @@ def run_study(study: Study, progress: bool = True, log=print,
                              energy_layers=layers, notes=notes, table=table,
                              plotly_dir=out.parent)  # one plotly.min.js for all studies
         write_text_atomic(out / "frontier.csv", front.to_csv(index=False))
-        write_text_atomic(out / "summary.md", _summary_md(study, table, dataset))
+        write_text_atomic(out / "summary.md", _summary_md(study, table, dataset)
+                          + study_chips_md(study, results, df))
         write_text_atomic(stamp, digest + "\n")
     return table
 

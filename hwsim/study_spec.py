@@ -18,6 +18,7 @@ from models.networks import NETWORKS
 from models.quant import QUANTIZERS
 
 from .ber import check_voltage
+from .chips import faults_from_yaml
 
 
 class _Reader:
@@ -135,6 +136,7 @@ class Study:
     results_dir: str | None = None
     reference: Reference | None = None
     device: str = "cpu"  # where training and evaluation run; `hwsim study --device` overrides
+    faults: Any = None  # hwsim.chips.Faults: transient (default) or persistent chips
 
     @property
     def out_dir(self) -> Path:
@@ -145,7 +147,7 @@ class Study:
 
 TOP = ["name", "description", "seed", "data", "network", "methods", "training", "arch",
        "ber_model", "voltages", "monte_carlo", "attacks", "bers", "act_bits", "results_dir",
-       "reference", "device"]
+       "reference", "device", "faults"]
 
 
 def _sub(r: _Reader, d: dict, key: str, cls, checks: dict) -> Any:
@@ -294,4 +296,5 @@ def load_study(path: str | Path) -> Study:
                  act_bits=r.number(d.get("act_bits", 8), "act_bits", 1, 32, integer=True),
                  results_dir=_results_dir(r, d.get("results_dir")),
                  reference=_reference(r, d.get("reference")),
-                 device=_device(r, d.get("device", "cpu")))
+                 device=_device(r, d.get("device", "cpu")),
+                 faults=faults_from_yaml(d.get("faults"), r.fail))

@@ -15,7 +15,7 @@ from models.checkpoint import load_checkpoint, method_name
 from models.data import load_dataset
 from models.errors import ConfigError
 from models.estimate import estimate_accuracy
-from models.device import resolve_device
+from models.device import check_device_name, resolve_device
 from models.evaluate import StoredWeights, accuracy, on_model_device
 
 from models.networks import input_shape
@@ -134,16 +134,64 @@ def update_sidecar(results_csv: Path, label: str, energy: NetworkEnergy) -> None
     update_json(energy_sidecar(results_csv), lambda data: data.update({label: energy.to_dict()}))
 
 
+def point_row(config: dict, label: str, v: float, ber: float, clean: float, est,
+              energy: NetworkEnergy, seed: int, test_images: int, checkpoint: str = "",
+              fingerprint: str = "") -> dict:
+    """One results row (COLUMNS): the estimate `est` of a point plus its energy at `v`."""
+    q = config["quantizer"]
+    return {"checkpoint": str(checkpoint), "checkpoint_sha256": fingerprint, "label": label,
+            "method": method_name(config), "quantizer": q["name"], "bits": q["bits"],
+            "bfn_rate": q.get("bfn_rate", 0.0), "voltage": v, "ber": ber,
+            "acc_clean": clean, "acc_mean": est.mean, "acc_std": est.std,
+            "acc_ci95": est.ci95, "realizations": est.realizations,
+            "estimator": est.estimator, "expected_flips": est.expected_flips,
+            "energy_uJ": scaled_energy(energy, v),
+            "energy_weight_mem_uJ": scaled_weight_memory(energy, v),
+            "energy_nominal_uJ": energy.total_uJ, "seed": seed, "test_images": test_images}
+
+
+def sweep_points(model, config: dict, test, energy: NetworkEnergy, voltages: list[float], *,
+                 ber_model: BerModel, realizations: int = 50, ci_target: float | None = None,
+                 seed: int = 0, label: str | None = None, checkpoint: str = "",
+                 fingerprint: str = "", progress: bool = True, on_row=None) -> list[dict]:
+    """The results rows (COLUMNS) of a quantized `model` already on its device, one per
+    voltage; `config` is a checkpoint config (its quantizer names the method). Shared by
+    sweep() (a checkpoint, rows appended to a CSV through `on_row`) and hwsim.api.sweep (a
+    model in memory)."""
+    label = label or method_name(config)
+    xy = on_model_device(test, model)  # normalized and on the device once for all points
+    stored = StoredWeights(model)
+    clean = accuracy(model, xy)
+    out = []
+    bar = tqdm(voltages, desc=f"sweep {label}", disable=not progress,
+               file=sys.stderr)
+    for v in bar:
+        ber = ber_model.ber(v)
+        est = estimate_accuracy(model, xy, ber, max_realizations=realizations,
+                                ci_target=ci_target, seed=point_seed(seed, v), stored=stored,
+                                clean=clean, progress=progress)
+        row = point_row(config, label, v, ber, clean, est, energy, seed, len(xy[1]),
+                        checkpoint, fingerprint)
+        out.append(row)
+        if on_row is not None:
+            on_row(row)
+        bar.set_postfix(V=f"{v:.2f}", acc=f"{est.mean:.3f}")
+    return out
+
+
 def sweep(checkpoint: str, arch: str, voltages: list[float], out: str | Path, *,
           act_bits: int = 8, ber_model: BerModel | None = None, realizations: int = 50,
           ci_target: float | None = None, seed: int = 0, resume: bool = False,
           label: str | None = None, data_root: str | None = None, data=None,
-          progress: bool = True, device: str = "cpu") -> pd.DataFrame:
+          progress: bool = True, device: str = "cpu", executor=None) -> pd.DataFrame:
     """Sweep `checkpoint` over `voltages` into `out`. `device`: where the network runs
-    (cpu, cuda, cuda:N, auto); the energy model is the same everywhere."""
+    (cpu, cuda, cuda:N, auto); the energy model is the same everywhere. `executor`: None
+    runs the points here; a hwsim.executor.RayExecutor runs each as a Ray task (on its
+    nodes' devices) and appends its row as it finishes."""
     out = Path(out)
     ber_model = ber_model or BerModel()
-    dev = resolve_device(device)  # a bad name fails before anything is written
+    # a bad name fails before anything is written (with Ray, the nodes have the devices)
+    dev = resolve_device(device) if executor is None else check_device_name(device)
     if not Path(checkpoint).is_file():
         raise ConfigError(f"checkpoint {str(checkpoint)!r} does not exist")
     if out.is_dir():
@@ -173,27 +221,18 @@ def sweep(checkpoint: str, arch: str, voltages: list[float], out: str | Path, *,
     energy = model_energy(arch, model, q["bits"], act_bits, progress=progress)
     label = label or method_name(config)
     update_sidecar(out, label, energy)
+    if executor is not None:  # one Ray task per point (hwsim/remote.py)
+        from .remote import submit_sweep
+        return submit_sweep(executor, out, config, label, energy, todo, test, device,
+                            ber_model, dict(max_realizations=realizations, ci_target=ci_target),
+                            seed, str(checkpoint), fingerprint)
     model.to(dev)
-    xy = on_model_device(test, model)  # normalized and on the device once for all points
-    stored = StoredWeights(model)
-    clean = accuracy(model, xy)
-    bar = tqdm(todo, desc=f"sweep {label}", disable=not progress,
-               file=sys.stderr)
-    for v in bar:
-        ber = ber_model.ber(v)
-        est = estimate_accuracy(model, xy, ber, max_realizations=realizations,
-                                ci_target=ci_target, seed=point_seed(seed, v), stored=stored,
-                                clean=clean, progress=progress)
-        e_total, e_weight = scaled_energy(energy, v), scaled_weight_memory(energy, v)
-        row = {"checkpoint": str(checkpoint), "checkpoint_sha256": fingerprint, "label": label,
-               "method": method_name(config), "quantizer": q["name"], "bits": q["bits"],
-               "bfn_rate": q.get("bfn_rate", 0.0), "voltage": v, "ber": ber,
-               "acc_clean": clean, "acc_mean": est.mean, "acc_std": est.std,
-               "acc_ci95": est.ci95, "realizations": est.realizations,
-               "estimator": est.estimator, "expected_flips": est.expected_flips,
-               "energy_uJ": e_total, "energy_weight_mem_uJ": e_weight,
-               "energy_nominal_uJ": energy.total_uJ, "seed": seed,
-               "test_images": len(test)}
-        rows = append_rows(out, [row])  # keeps rows another sweep on `out` wrote meanwhile
-        bar.set_postfix(V=f"{v:.2f}", acc=f"{est.mean:.3f}")
-    return rows
+    written = [rows]
+
+    def write(row: dict) -> None:  # keeps rows another sweep on `out` wrote meanwhile
+        written[0] = append_rows(out, [row])
+    sweep_points(model, config, test, energy, todo, ber_model=ber_model,
+                 realizations=realizations, ci_target=ci_target, seed=seed, label=label,
+                 checkpoint=str(checkpoint), fingerprint=fingerprint, progress=progress,
+                 on_row=write)
+    return written[0]

@@ -375,17 +375,24 @@ def _histogram(model, runs: list[AttackRun]) -> dict[str, int]:
 
 def bfa_nflip(model: nn.Module, test_data, *, seeds: int = 10, attack_batch: int = 128,
               max_flips: int = 500, seed: int = 0, topk: int = 1, progress: bool = False,
-              return_runs: bool = False) -> dict:
+              return_runs: bool = False, runs: list[AttackRun] | None = None) -> dict:
     """N_flip of BFA to random-guess accuracy over `seeds` attack batches (seeds seed,
-    seed+1, ...). Runs that exhaust the budget count max_flips (see `reached`)."""
+    seed+1, ...). Runs that exhaust the budget count max_flips (see `reached`). `runs`: those
+    seeds' bfa_run results computed elsewhere (e.g. one Ray task each), only summarized here."""
     if seeds < 1:
         raise ConfigError(f"seeds={seeds!r}: must be >= 1")
-    runs = []
-    outer = tqdm(range(seed, seed + seeds), desc="BFA", disable=not progress, file=sys.stderr)
-    for s in outer:
-        runs.append(bfa_run(model, test_data, attack_batch=attack_batch, max_flips=max_flips,
-                            seed=s, topk=topk, progress=progress))
-        outer.set_postfix(n_flip=runs[-1].n_flip)
+    if runs is not None:
+        if [r.seed for r in runs] != list(range(seed, seed + seeds)):
+            raise ValueError(f"runs of seeds {[r.seed for r in runs]}, expected "
+                             f"{seed}..{seed + seeds - 1}")
+    else:
+        runs = []
+        outer = tqdm(range(seed, seed + seeds), desc="BFA", disable=not progress,
+                     file=sys.stderr)
+        for s in outer:
+            runs.append(bfa_run(model, test_data, attack_batch=attack_batch,
+                                max_flips=max_flips, seed=s, topk=topk, progress=progress))
+            outer.set_postfix(n_flip=runs[-1].n_flip)
     n = [r.n_flip for r in runs]
     out = {
         "attack": "bfa", "seeds": list(range(seed, seed + seeds)), "attack_batch": attack_batch,

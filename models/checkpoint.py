@@ -16,9 +16,15 @@ FORMAT = 1
 
 
 def build_model(config: dict) -> nn.Module:
-    """The (untrained) network a config describes: registry network, then its quantizer."""
+    """The (untrained) network a config describes: registry network or user model (its
+    `source`), then its quantizer."""
     m = config["model"]
-    model = create_model(m["name"], num_classes=m["num_classes"], in_channels=m.get("in_channels"))
+    if m.get("source"):  # a user model (file.py:factory, torchvision:, timm:): models/usercode.py
+        from .usercode import build_user_model
+        model = build_user_model(m, "model")
+    else:
+        model = create_model(m["name"], num_classes=m["num_classes"],
+                             in_channels=m.get("in_channels"))
     q = config.get("quantizer")
     if q:
         quantize_model(model, q["name"], q["bits"], q.get("bfn_rate", 0.0), **q.get("params", {}))

@@ -228,4 +228,8 @@ def load_dataset(name: str, root: str | None = None, split_seed: int = 0):
         return load_digits(split_seed)
     if name == "cifar10":
         return load_cifar10(root)
-    raise ConfigError(f"unknown data set {name!r}; valid: {', '.join(DATASETS)}")
+    from .usercode import is_spec, load_user_data
+    if is_spec(name):  # path/to/file.py:factory returning (train, test)
+        return load_user_data(name)
+    raise ConfigError(f"unknown data set {name!r}; valid: {', '.join(DATASETS)} or "
+                      "path/to/file.py:factory")

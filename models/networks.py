@@ -11,6 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .errors import ConfigError
 from .registry import Registry
 
 NETWORKS: Registry = Registry("network")
@@ -136,4 +137,8 @@ def input_shape(name_or_model) -> tuple[int, int, int]:
     """(C, H, W) a network expects; for a name, its registered default."""
     if isinstance(name_or_model, str):
         return tuple(NETWORKS.get(name_or_model).input_shape)
-    return tuple(name_or_model.input_shape)
+    shape = getattr(name_or_model, "input_shape", None)
+    if shape is None:
+        raise ConfigError(f"{type(name_or_model).__name__} has no input_shape: set "
+                          "model.input_shape = (C, H, W) or pass the input shape")
+    return tuple(shape)

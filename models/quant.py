@@ -295,11 +295,35 @@ def _make_quant(module: nn.Module, quantizer: Quantizer, bfn_rate: float) -> nn.
     return new
 
 
+# layers whose own parameters stay float (never stored as integers, never flipped)
+FLOAT_PARAM_LAYERS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.PReLU)
+
+
+def unsupported_layers(model: nn.Module) -> list[tuple[str, str]]:
+    """(name, type) of every layer holding parameters of its own that is neither a
+    Conv2d/Linear (quantized) nor a normalisation layer (kept float), e.g. Conv1d,
+    ConvTranspose2d, Embedding, MultiheadAttention."""
+    ok = (nn.Conv2d, nn.Linear, Quantizer) + FLOAT_PARAM_LAYERS
+    return [(n or "(model)", type(m).__name__) for n, m in model.named_modules()
+            if not isinstance(m, ok) and next(m.parameters(recurse=False), None) is not None]
+
+
+def check_supported(model: nn.Module, what: str = "quantize") -> None:
+    """ConfigError naming every weight-holding layer that cannot be quantized or mapped."""
+    bad = unsupported_layers(model)
+    if bad:
+        names = ", ".join(f"{n} ({t})" for n, t in bad[:5]) + (" ..." if len(bad) > 5 else "")
+        raise ConfigError(f"cannot {what} {len(bad)} layer(s) holding weights: {names}; "
+                          "supported: nn.Conv2d (grouped/depthwise included) and nn.Linear "
+                          "(normalisation layers stay float)")
+
+
 def quantize_model(model: nn.Module, quantizer: str, bits: int = 4, bfn_rate: float = 0.0,
                    **params) -> nn.Module:
     """Replace every Conv2d/Linear (in place) by its quantized twin, one range per layer."""
     if not 0 <= bfn_rate <= 0.5:
         raise ConfigError(f"bfn_rate={bfn_rate!r}: must be in [0, 0.5]")
+    check_supported(model)
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, (nn.Conv2d, nn.Linear)) and not isinstance(child, QuantLayer):

@@ -21,6 +21,7 @@ from .errors import ConfigError
 from .evaluate import accuracy, use_channels_last
 from .networks import NETWORKS
 from .quant import QUANTIZERS, post_step, quant_penalty
+from .usercode import is_spec, model_entry, parse_spec
 
 
 @dataclass
@@ -42,8 +43,9 @@ class TrainConfig:
     init_from: str | None = None  # checkpoint to fine-tune from (e.g. a float baseline)
 
     def validate(self) -> None:
-        if self.model not in NETWORKS:
-            raise ConfigError(f"model {self.model!r}; valid: {', '.join(NETWORKS.names())}")
+        if self.model not in NETWORKS and not is_spec(self.model):
+            raise ConfigError(f"model {self.model!r}; valid: {', '.join(NETWORKS.names())}, "
+                              "path/to/file.py:factory, torchvision:NAME, timm:NAME")
         if self.quantizer is not None and self.quantizer not in QUANTIZERS:
             raise ConfigError(f"quantizer {self.quantizer!r}; valid: float, "
                               f"{', '.join(QUANTIZERS.names())}")
@@ -57,15 +59,19 @@ class TrainConfig:
         if self.bfn_rate > 0 and self.quantizer is None:
             raise ConfigError("bit-flip noise training needs a quantizer (stored integers)")
 
-    def model_config(self, num_classes: int, in_channels: int) -> dict:
+    def model_config(self, num_classes: int, in_channels: int, input_shape=None) -> dict:
+        """The checkpoint's config; a user model records its source and input_shape."""
         q = None
         if self.quantizer:
             q = {"name": self.quantizer, "bits": self.bits, "bfn_rate": self.bfn_rate,
                  "params": dict(self.quantizer_params)}
-        return {"model": {"name": self.model, "num_classes": num_classes,
-                          "in_channels": in_channels},
-                "quantizer": q,
-                "data": {"name": self.data, "root": self.data_root},
+        model = {"name": self.model, "num_classes": num_classes, "in_channels": in_channels}
+        if is_spec(self.model):
+            model = model_entry(self.model, num_classes, in_channels, input_shape)
+        data = self.data
+        if is_spec(data):  # found again from any working directory
+            data = "{path}:{factory}".format(**parse_spec(data, "--data"))
+        return {"model": model, "quantizer": q, "data": {"name": data, "root": self.data_root},
                 "train": asdict(self)}
 
 
@@ -102,7 +108,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: boo
     out = Path(out)
     train_data, test_data = data or load_dataset(cfg.data, cfg.data_root)
     in_ch = train_data.images.shape[1]
-    config = cfg.model_config(train_data.num_classes, in_ch)
+    config = cfg.model_config(train_data.num_classes, in_ch, tuple(train_data.images.shape[1:]))
 
     torch.manual_seed(cfg.seed)
     float_cfg = dict(config, quantizer=None)

@@ -218,6 +218,10 @@ def test_every_shipped_study_is_listed_in_the_studies_readme():
 @pytest.mark.parametrize("name", SHIPPED)
 def test_every_shipped_study_parses(name):
     s = load_study(ROOT / "studies" / f"{name}.yaml")
+    if name.endswith("_chips"):  # persistent chips on another study's checkpoints (issue 18)
+        assert s.faults.model == "persistent" and all((ROOT / m.checkpoint).is_file()
+                                                      for m in s.methods)
+        return
     assert s.name == name and Path(s.arch).is_file() and s.bers == [0.001, 0.01]
     if name.startswith("resnet") and name != "resnet20_cifar10":  # Fig. 7: two methods, no BFA
         assert s.network == name.split("_")[0] and [m.name for m in s.methods] == \

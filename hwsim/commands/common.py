@@ -53,6 +53,18 @@ def number(kind=int, lo=None, hi=None, lo_open: bool = False):
     return parse
 
 
+def shape_arg(text: str) -> tuple[int, ...]:
+    """An argparse `type` for an input shape 'C,H,W' (three integers >= 1)."""
+    try:
+        shape = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        shape = ()
+    if len(shape) != 3 or min(shape) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not C,H,W (three integers >= 1, "
+                                         "e.g. 3,32,32)")
+    return shape
+
+
 SEED_HELP = "random seed, an integer >= 0 (default 0)"
 
 

@@ -15,7 +15,7 @@ from hwsim.paths import DEFAULT_ARCH, resolve_arch
 from models.errors import ConfigError
 
 from .ber import add_ber_model
-from .common import print_json
+from .common import number, print_json, shape_arg
 
 # networks x weight bits whose energies are committed in arch/cache (see arch/README.md)
 SHIPPED_NETWORKS = ["small_cnn", "mlp", "resnet20", "resnet32", "resnet44", "resnet56"]
@@ -33,7 +33,14 @@ def register(sub) -> None:
     p.add_argument("--arch", default=DEFAULT_ARCH,
                    help=f"architecture YAML with an hwsim: section, or the name of a shipped one "
                         f"(default {DEFAULT_ARCH})")
-    p.add_argument("--model", help="registered network name (e.g. resnet20) or checkpoint path")
+    p.add_argument("--model", help="registered network name (e.g. resnet20), checkpoint "
+                   "path, path/to/file.py:factory (imports and runs that file: your own "
+                   "code), torchvision:NAME or timm:NAME (random init)")
+    p.add_argument("--input-shape", type=shape_arg, metavar="C,H,W",
+                   help="input shape of a user model (default: its input_shape attribute)")
+    p.add_argument("--num-classes", type=number(int, 1), default=10,
+                   help="classes of a user model (passed to its factory when it takes "
+                        "num_classes; default 10)")
     p.add_argument("--weight-bits", type=int, default=None,
                    help="bits per stored weight (default: the checkpoint's quantizer bits, "
                         "else 8)")
@@ -53,10 +60,22 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def resolve_model(spec: str, weight_bits: int | None):
-    """(display name, model, (C, H, W), weight bits) for a registry name or checkpoint."""
+def resolve_model(spec: str, weight_bits: int | None, input_shape=None, num_classes: int = 10):
+    """(display name, model, (C, H, W), weight bits) for a registry name, a checkpoint or a
+    user model spec (file.py:factory, torchvision:NAME, timm:NAME)."""
     import models
+    from models.usercode import build_user_model, is_spec, model_entry
 
+    if is_spec(spec):
+        model = build_user_model(model_entry(spec, num_classes), "--model")
+        shape = input_shape or getattr(model, "input_shape", None)
+        if shape is None:
+            raise ConfigError(f"--model {spec}: pass --input-shape C,H,W (the model has no "
+                              "input_shape attribute)")
+        return spec, model, tuple(shape), weight_bits if weight_bits is not None else 8
+    if spec.endswith(".py"):
+        raise ConfigError(f"--model {spec!r}: name the factory in that file, e.g. "
+                          f"{spec}:MyNet")
     if Path(spec).is_file() or spec.endswith((".pt", ".pth")):
         model, config = models.load_checkpoint(spec)
         q = config.get("quantizer") or {}
@@ -65,17 +84,17 @@ def resolve_model(spec: str, weight_bits: int | None):
         in_ch = (config.get("model") or {}).get("in_channels")
         if in_ch:
             shape[0] = int(in_ch)
-        return Path(spec).name, model, tuple(shape), bits
+        return Path(spec).name, model, tuple(input_shape or shape), bits
     if spec not in models.NETWORKS:
         raise ConfigError(f"--model {spec!r}: not a checkpoint file and not a registered "
                           f"network; valid names: {', '.join(models.NETWORKS.names())}")
     model = models.create_model(spec, num_classes=10)
-    return spec, model, tuple(models.input_shape(spec)), (weight_bits if weight_bits is not None
-                                                          else 8)
+    return spec, model, tuple(input_shape or models.input_shape(spec)), \
+        (weight_bits if weight_bits is not None else 8)
 
 
 def compute(arch: str, model_spec: str, weight_bits: int | None, act_bits: int,
-            progress: bool = True, workers: int = 1):
+            progress: bool = True, workers: int = 1, input_shape=None, num_classes: int = 10):
     from hwsim.energy import network_energy
     from hwsim.workload import extract_layers
 
@@ -83,7 +102,7 @@ def compute(arch: str, model_spec: str, weight_bits: int | None, act_bits: int,
         raise ConfigError(f"--weight-bits {weight_bits}: must be in 1..32")
     if not 1 <= act_bits <= 32:
         raise ConfigError(f"--act-bits {act_bits}: must be in 1..32")
-    name, model, shape, bits = resolve_model(model_spec, weight_bits)
+    name, model, shape, bits = resolve_model(model_spec, weight_bits, input_shape, num_classes)
     layers = extract_layers(model, shape, weight_bits=bits, act_bits=act_bits)
     return name, bits, network_energy(arch, layers, progress=progress, workers=workers)
 
@@ -123,7 +142,7 @@ def run(args) -> int:
         check_voltage(args.voltage, "--voltage", load_arch(args.arch, False)[1].v_nominal)
 
     name, bits, ne = compute(args.arch, args.model, args.weight_bits, args.act_bits, progress,
-                             args.workers)
+                             args.workers, args.input_shape, args.num_classes)
     out = ne.to_dict()
     out.update(model=name, weight_bits=bits, act_bits=args.act_bits)
     if args.voltage is not None:

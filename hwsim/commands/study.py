@@ -1,10 +1,12 @@
 """`hwsim study FILE.yaml`: run a declarative experiment end to end."""
 from __future__ import annotations
 
+import contextlib
 from dataclasses import replace
 
 from models.device import check_device_name
 
+from hwsim.executor import add_executor_args, executor_from_args
 from hwsim.study import format_table, run_study, select_methods
 from hwsim.study_spec import load_study
 
@@ -26,6 +28,7 @@ def register(sub) -> None:
     add_threads(p)
     add_device(p, default=None, help="cpu, cuda, cuda:N or auto: where training and evaluation "
                                      "run (default: the study file's device:, else cpu)")
+    add_executor_args(p)
     p.set_defaults(func=run)
 
 
@@ -44,7 +47,9 @@ def run(args) -> int:
             print(baseline)
         print(format_table(table))
         return 0
-    table = run_study(study, progress=not args.no_progress, only=only)
+    executor = executor_from_args(args, progress=not args.no_progress)
+    with executor or contextlib.nullcontext():
+        table = run_study(study, progress=not args.no_progress, only=only, executor=executor)
     if table is None:
         print(f"\nstudy {study.name}: methods {', '.join(only)} brought up to date; run "
               f"without --only for the report and summary (--status shows what is left)")

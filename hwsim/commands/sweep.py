@@ -1,11 +1,18 @@
 """`hwsim sweep`: accuracy and energy per inference over a weight-memory voltage grid."""
 from __future__ import annotations
 
+import contextlib
+
+from models.errors import ConfigError
+
 from hwsim.ber import BerModel
+from hwsim.executor import add_executor_args, executor_from_args
 from hwsim.paths import DEFAULT_ARCH, resolve_arch
+from hwsim.chips import chips_sidecar
 from hwsim.sweep import sweep, voltage_grid
 
 from .ber import add_ber_model
+from .chip import add_fault_args, faults_from_args
 from .common import add_device, add_seed, add_threads, apply_threads, number, out_file
 
 
@@ -39,6 +46,8 @@ def register(sub) -> None:
     add_ber_model(p)
     add_threads(p)
     add_device(p)
+    add_fault_args(p)
+    add_executor_args(p)
     p.set_defaults(func=run)
 
 
@@ -47,10 +56,25 @@ def run(args) -> int:
     out_file(args.out)
     args.arch = resolve_arch(args.arch)
     grid = voltage_grid(args.vmin, args.vmax, args.step)
-    rows = sweep(args.checkpoint, args.arch, grid, args.out, act_bits=args.act_bits,
-                 ber_model=BerModel.load(args.ber_model), realizations=args.realizations,
-                 ci_target=args.ci_target, seed=args.seed, resume=args.resume,
-                 label=args.label, data_root=args.data_root, progress=not args.no_progress,
-                 device=args.device)
+    faults = faults_from_args(args)
+    executor = executor_from_args(args, progress=not args.no_progress)
+    if executor is not None and faults.model == "persistent":
+        raise ConfigError("--executor ray runs --fault-model transient sweeps; persistent "
+                          "chips run serially (leave out --executor)")
+    if faults.model == "persistent":
+        from hwsim.chips import chip_sweep
+        rows = chip_sweep(args.checkpoint, args.arch, grid, args.out, faults,
+                          act_bits=args.act_bits, ber_model=BerModel.load(args.ber_model),
+                          seed=args.seed, resume=args.resume, label=args.label,
+                          data_root=args.data_root, progress=not args.no_progress,
+                          device=args.device)
+        print(f"{args.out}: {len(rows)} points; per chip: {chips_sidecar(args.out)}")
+        return 0
+    with executor or contextlib.nullcontext():
+        rows = sweep(args.checkpoint, args.arch, grid, args.out, act_bits=args.act_bits,
+                     ber_model=BerModel.load(args.ber_model), realizations=args.realizations,
+                     ci_target=args.ci_target, seed=args.seed, resume=args.resume,
+                     label=args.label, data_root=args.data_root,
+                     progress=not args.no_progress, device=args.device, executor=executor)
     print(f"{args.out}: {len(rows)} points")
     return 0

@@ -7,6 +7,8 @@ from models.data import DATASETS
 from models.networks import NETWORKS
 from models.quant import QUANTIZERS
 from models.train import TrainConfig, train
+from models.errors import ConfigError
+from models.usercode import is_spec
 
 from .common import (add_device, add_seed, add_threads, apply_threads, number, out_file,
                      parse_params)
@@ -20,8 +22,15 @@ def register(sub) -> None:
     p = sub.add_parser("train", help="train a network (float or quantized, optional BFN)",
                        description="Train a network; writes OUT after every epoch (resumable) "
                                    "and appends one JSON line per epoch to OUT.log.")
-    p.add_argument("--model", default="small_cnn", choices=NETWORKS.names())
-    p.add_argument("--data", default="digits", choices=DATASETS)
+    p.add_argument("--model", default="small_cnn", metavar="MODEL",
+                   help=f"{', '.join(NETWORKS.names())} (default small_cnn), "
+                        "path/to/file.py:factory (imports and runs that file: your own code; "
+                        "the checkpoint records the file, which must stay there to reload it), "
+                        "torchvision:NAME or timm:NAME (random init)")
+    p.add_argument("--data", default="digits", metavar="DATA",
+                   help=f"{', '.join(DATASETS)} (default digits) or path/to/file.py:factory "
+                        "returning (train, test) data sets (DataLoaders, Datasets of (x, y) "
+                        "or (x, y) tensor pairs; used as given, unnormalised)")
     p.add_argument("--data-root", help="CIFAR-10 folder or .tar.gz (not needed for digits)")
     p.add_argument("--quantizer", default="float", choices=["float"] + QUANTIZERS.names())
     p.add_argument("--bits", type=number(int, 2, 8), default=4,
@@ -31,11 +40,13 @@ def register(sub) -> None:
     p.add_argument("--param", action="append", metavar="KEY=VALUE",
                    help="quantizer hyper-parameter, e.g. c=0.1 (plclip), weight_decay_a=0.01 "
                         "or init=ber_mse (wcat); repeatable")
-    p.add_argument("--epochs", type=number(int, 1), help="default: 15 digits, 200 cifar10")
+    p.add_argument("--epochs", type=number(int, 1),
+                   help="default: 15 digits and user data, 200 cifar10")
     p.add_argument("--batch-size", type=number(int, 1),
-                   help="default: 64 digits, 128 cifar10")
+                   help="default: 64 digits and user data, 128 cifar10")
     p.add_argument("--lr", type=number(float, 0, lo_open=True),
-                   help="initial lr of the cosine schedule (default: 0.05 digits, 0.1 cifar10)")
+                   help="initial lr of the cosine schedule (default: 0.05 digits and user "
+                        "data, 0.1 cifar10)")
     p.add_argument("--momentum", type=number(float, 0, 1), default=0.9,
                    help="SGD momentum in [0, 1] (default 0.9)")
     p.add_argument("--no-nesterov", action="store_true", help="plain momentum, not Nesterov")
@@ -56,7 +67,13 @@ def register(sub) -> None:
 
 def run(args) -> int:
     apply_threads(args)
-    d = DEFAULTS[args.data]
+    if args.model not in NETWORKS and not is_spec(args.model):
+        raise ConfigError(f"--model {args.model!r}: valid: {', '.join(NETWORKS.names())}, "
+                          "path/to/file.py:factory, torchvision:NAME, timm:NAME")
+    if args.data not in DATASETS and not is_spec(args.data):
+        raise ConfigError(f"--data {args.data!r}: valid: {', '.join(DATASETS)}, "
+                          "path/to/file.py:factory")
+    d = DEFAULTS.get(args.data, DEFAULTS["digits"])  # user data: the short recipe
     out_file(args.out)
     pick = lambda given, key: d[key] if given is None else given  # 0 is refused, not replaced
     cfg = TrainConfig(

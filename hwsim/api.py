@@ -1,0 +1,228 @@
+"""hwsim's Python API: bring your own network (any torch.nn.Module) and data.
+
+Read top to bottom; each function is a few lines over the code the CLI runs, so the same
+network gives the same numbers here and through `hwsim` (tests/test_api.py).
+
+    from hwsim import api as hw
+    hw.quantize(net, "wcat", bits=4, bfn_rate=5e-3)        # in place: Conv2d/Linear layers
+    for x, y in loader:                                      # your own training loop
+        loss = F.cross_entropy(net(x), y) + hw.regularizer(net)
+        opt.zero_grad(); loss.backward(); opt.step()
+        hw.after_step(net)
+    hw.evaluate(net, test, ber=1e-2, realizations=50)        # accuracy under bit errors
+    hw.energy(net, arch="eyeriss_sram", input_shape=(1, 8, 8))
+    df = hw.sweep(net, test, arch="eyeriss_sram", voltages=[0.4, 0.5, 0.8])
+    hw.pareto(df, out="report.html")
+
+`data` is a DataLoader, a Dataset of (x, y), an (x, y) pair of tensors or an hwsim data set
+(`hwsim.models.load_dataset("digits")`); inputs are used as given (normalise them yourself).
+The network side is importable as `hwsim.models` (e.g. `from hwsim.models import quant`).
+The functions that do not share a name with an hwsim submodule are also `hwsim.quantize`,
+`hwsim.evaluate`, ... (hwsim.sweep, hwsim.energy, hwsim.pareto are modules).
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pandas as pd
+import torch
+import torch.nn as nn
+
+from models.errors import ConfigError
+from models.evaluate import BitErrorResult, StoredWeights, evaluate_under_bit_errors
+from models.faults import flip_positions, sample_flip_count, sample_positions
+from models.quant import post_step, quant_layers, quant_penalty, quantize_model
+from models.usercode import as_tensors
+
+from .ber import BerModel, check_voltage
+from .energy import NetworkEnergy, network_energy
+from .paths import DEFAULT_ARCH, resolve_arch
+from .sweep import COLUMNS, REPORT_COLUMNS, sweep_points, voltage_grid
+from .workload import extract_layers
+
+__all__ = ["quantize", "regularizer", "after_step", "param_groups", "evaluate", "accuracy",
+           "energy", "sweep", "pareto", "layer_sensitivity", "ConfigError"]
+
+
+# --------------------------------------------------------------------------- quantize, train
+
+def quantize(model: nn.Module, quantizer: str = "wcat", bits: int = 4, bfn_rate: float = 0.0,
+             **params) -> nn.Module:
+    """Quantize `model` in place and return it: every nn.Conv2d (grouped and depthwise
+    included) and nn.Linear stores `bits`-bit integers with one range per layer.
+
+    quantizer: 'normal', 'plclip' (param c), 'lsq' or 'wcat' (params weight_decay_a, init);
+    bfn_rate: bit-flip noise training rate (flips in every training forward pass; 0 = off).
+    Any other layer holding weights (Conv1d, Embedding, attention, ...) is a ConfigError
+    naming it; normalisation layers stay float. Quantize after loading float weights: each
+    range starts from the layer's weights."""
+    return quantize_model(model, quantizer, bits, bfn_rate, **params)
+
+
+def regularizer(model: nn.Module) -> torch.Tensor | float:
+    """The quantizers' loss term (WCAT: lambda/2 * a_l^2 per layer; others 0): add it to your
+    loss before backward()."""
+    return quant_penalty(model)
+
+
+def after_step(model: nn.Module) -> None:
+    """Call after every optimizer.step(): PLClip re-clips its layers here (a no-op for the
+    other quantizers, so always calling it is safe)."""
+    post_step(model)
+
+
+def param_groups(model: nn.Module, weight_decay: float = 5e-4) -> list[dict]:
+    """Optimizer parameter groups as `hwsim train` uses them: weight decay on the network's
+    weights, none on the quantizers' ranges/steps (WCAT has its own penalty, regularizer)."""
+    q = [p for n, p in model.named_parameters() if ".quantizer." in n]
+    rest = [p for n, p in model.named_parameters() if ".quantizer." not in n]
+    return [{"params": rest, "weight_decay": weight_decay}] + \
+        ([{"params": q, "weight_decay": 0.0}] if q else [])
+
+
+# --------------------------------------------------------------------------- accuracy
+
+def accuracy(model: nn.Module, data) -> float:
+    """Clean accuracy (fraction) of `model` on `data`, float or quantized."""
+    from models.evaluate import accuracy as _accuracy
+    return _accuracy(model, as_tensors(data))
+
+
+def evaluate(model: nn.Module, data, ber: float = 0.0, realizations: int = 50,
+             seed: int = 0) -> BitErrorResult:
+    """Accuracy of a quantized `model` under random bit errors at rate `ber` in its stored
+    weights: `realizations` independent patterns (plain Monte Carlo, as `hwsim eval`).
+    Returns .clean, .mean, .std, .ci95 (95% CI half-width), .accuracies, .flips. The model's
+    weights are never changed."""
+    return evaluate_under_bit_errors(model, as_tensors(data), ber, realizations, seed)
+
+
+def layer_sensitivity(model: nn.Module, data, ber: float = 1e-2, realizations: int = 10,
+                      seed: int = 0) -> pd.DataFrame:
+    """Per quantized layer: accuracy when only that layer's stored bits flip at rate `ber`
+    (mean and std over `realizations`), with its weight count; the most sensitive first."""
+    import numpy as np
+    x, y = as_tensors(data)
+    model.eval()
+    stored = StoredWeights(model)
+    rows, start = [], 0
+    for (name, layer), size, shape, scale in zip(quant_layers(model), stored.sizes,
+                                                 stored.shapes, stored.scales):
+        rng, accs = np.random.default_rng(seed), []
+        ints, n_bits = stored.ints[start:start + size], size * stored.bits
+        for _ in range(realizations):
+            pos = sample_positions(n_bits, sample_flip_count(n_bits, ber, rng), rng)
+            w = flip_positions(ints, stored.bits, pos).float().reshape(shape) * scale
+            layer.weight_override = w  # this layer only; removed right after
+            try:
+                accs.append(accuracy(model, (x, y)))
+            finally:
+                layer.weight_override = None
+        rows.append({"layer": name, "weights": size, "ber": ber, "acc_mean": float(np.mean(accs)),
+                     "acc_std": float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0})
+        start += size
+    return pd.DataFrame(rows).sort_values("acc_mean", kind="stable").reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- energy
+
+def _weight_bits(model: nn.Module) -> int:
+    bits = {m.quantizer.bits for _, m in quant_layers(model)}
+    if len(bits) > 1:
+        raise ConfigError(f"mixed weight bit widths {sorted(bits)} are not supported")
+    return bits.pop() if bits else 8
+
+
+def energy(model: nn.Module, arch: str = DEFAULT_ARCH, input_shape=None,
+           weight_bits: int | None = None, act_bits: int = 8, workers: int = 1,
+           progress: bool = False) -> NetworkEnergy:
+    """Energy per inference (batch 1) of `model`'s conv/linear layers on an arch file (path
+    or shipped name), as `hwsim energy`: .total_uJ, .weight_memory_uJ, .weight_share,
+    .layers (per layer, per component). input_shape: (C, H, W), default model.input_shape;
+    weight_bits: default the quantizer's, else 8. Layer shapes not in the cache are mapped
+    by AccelForge (~40 s each on 2 cores) and cached."""
+    if input_shape is None:
+        input_shape = getattr(model, "input_shape", None)
+        if input_shape is None:
+            raise ConfigError(f"{type(model).__name__}: pass input_shape=(C, H, W) (or set "
+                              "model.input_shape)")
+    bits = _weight_bits(model) if weight_bits is None else weight_bits
+    layers = extract_layers(model, tuple(input_shape), weight_bits=bits, act_bits=act_bits)
+    return network_energy(resolve_arch(arch, "arch"), layers, progress=progress,
+                          workers=workers)
+
+
+# --------------------------------------------------------------------------- sweep, report
+
+def _config(model: nn.Module) -> dict:
+    """The quantizer record a checkpoint would hold (names the method in the results)."""
+    layers = quant_layers(model)
+    if not layers:
+        raise ConfigError(f"{type(model).__name__} is not quantized: a sweep needs stored "
+                          "integers (hwsim.quantize(model, ...) first)")
+    m = layers[0][1]
+    return {"quantizer": {"name": type(m.quantizer).registry_name, "bits": _weight_bits(model),
+                          "bfn_rate": m.bfn_rate}}
+
+
+def sweep(model: nn.Module, data, arch: str = DEFAULT_ARCH, voltages=None, *,
+          realizations: int = 50, ci_target: float | None = None, seed: int = 0,
+          ber_model: str | BerModel | None = None, act_bits: int = 8, input_shape=None,
+          label: str | None = None, progress: bool = False) -> pd.DataFrame:
+    """Accuracy under bit errors and energy per inference at each weight-memory voltage,
+    as `hwsim sweep` computes them: a DataFrame with the columns of results.csv (one row per
+    voltage; `checkpoint` is empty, `checkpoint_sha256` hashes the weights). voltages:
+    default 0.35..0.8 V in 0.01 V steps; ber_model: a BER fit file (`hwsim ber fit`) or None
+    (the paper's eq. 11). Same seed, same numbers as the CLI on the same weights."""
+    voltages = voltage_grid(0.35, 0.8, 0.01) if voltages is None else \
+        [check_voltage(v) for v in voltages]
+    if not isinstance(ber_model, BerModel):
+        ber_model = BerModel.load(ber_model)
+    config = _config(model)
+    shape = input_shape if input_shape is not None else getattr(model, "input_shape", None)
+    if shape is None:  # the data's own shape
+        shape = tuple(as_tensors(data)[0].shape[1:])
+    ne = energy(model, arch, shape, config["quantizer"]["bits"], act_bits)
+    digest = hashlib.sha256()
+    for k, v in model.state_dict().items():
+        digest.update(k.encode() + v.detach().cpu().numpy().tobytes())
+    rows = sweep_points(model, config, as_tensors(data), ne, list(voltages),
+                        ber_model=ber_model, realizations=realizations, ci_target=ci_target,
+                        seed=seed, label=label, fingerprint=digest.hexdigest()[:16],
+                        progress=progress)
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _frame(item) -> pd.DataFrame:
+    from .sweep import read_rows
+    if isinstance(item, pd.DataFrame):
+        missing = [c for c in REPORT_COLUMNS if c not in item.columns]
+        if missing:
+            raise ConfigError(f"DataFrame: missing column(s) {', '.join(missing)}; a results "
+                              f"table needs {', '.join(REPORT_COLUMNS)}")
+        return item
+    if not Path(item).is_file():
+        raise ConfigError(f"{str(item)!r} does not exist")
+    return read_rows(Path(item), REPORT_COLUMNS)
+
+
+def pareto(results, out: str | Path = "report.html", *, title: str | None = None,
+           frontier: str | Path | None = None) -> pd.DataFrame:
+    """Write the HTML report (Pareto plot, accuracy vs BER and voltage, lowest-energy
+    voltage table) and the frontier CSV (default: next to `out`, *_frontier.csv), as
+    `hwsim pareto`. results: a DataFrame (e.g. from sweep), a CSV path, or a list of them;
+    any table with the columns label, voltage, ber, acc_clean, acc_mean, acc_ci95,
+    energy_uJ. Returns the frontier."""
+    from .files import write_text_atomic
+    from .report import DEFAULT_TITLE, write_report
+
+    items = results if isinstance(results, (list, tuple)) else [results]
+    df = pd.concat([_frame(r) for r in items], ignore_index=True)
+    if df.empty:
+        raise ConfigError("no points in the given results")
+    front = write_report(df, out, title=title or DEFAULT_TITLE)
+    fpath = Path(frontier or Path(out).with_name(Path(out).stem + "_frontier.csv"))
+    write_text_atomic(fpath, front.to_csv(index=False))
+    return front
+

@@ -1,0 +1,320 @@
+"""Persistent-fault sweeps: every chip (models.chips) evaluated along the whole voltage grid.
+
+`chip_sweep` writes, per (method, voltage), one results.csv row summarizing the chips (mean,
+std, 95% CI of the mean, 5th/50th/95th percentile, yield = fraction of chips within
+`yield_drop` of the clean accuracy) and, per (method, chip, voltage), one row in the sidecar
+RESULTS.chips.csv. Chip i of a study is seeded by (seed, i) alone, so every method meets the
+same chips (common random numbers). Resumable chip by chip.
+"""
+from __future__ import annotations
+
+import ast
+import operator
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from models.checkpoint import load_checkpoint, method_name
+from models.chips import MODES, Layout, check_mode, evaluate_chip, sample_chip
+from models.data import load_dataset
+from models.device import resolve_device
+from models.errors import ConfigError
+from models.evaluate import StoredWeights, accuracy, on_model_device, t_halfwidth
+
+from .accelforge_backend import load_arch
+from .ber import BerModel
+from .files import file_lock, write_text_atomic
+from .energy import scaled_energy, scaled_weight_memory
+from .sweep import COLUMNS, SWEEP_KEYS, file_sha256, model_energy, read_rows, update_sidecar
+
+FAULT_MODELS = ("transient", "persistent")
+CHIP_COLUMNS = ["label", "checkpoint_sha256", "fault_mode", "chip", "voltage", "ber",
+                "accuracy", "erring_bits"]
+EXTRA_COLUMNS = ["fault_model", "fault_mode", "stuck_q", "chips", "acc_p05", "acc_median",
+                 "acc_p95", "yield", "yield_drop"]
+
+
+@dataclass(frozen=True)
+class Faults:
+    """How bit errors are drawn: 'transient' (fresh flips per realization, the default) or
+    'persistent' (`chips` fixed chips, failure `mode`, see models.chips)."""
+    model: str = "transient"
+    mode: str = "flip"
+    chips: int = 100
+    stuck_q: float = 0.5
+    p01_scale: float = 1.0
+    p10_scale: float = 1.0
+    yield_drop: float = 0.01  # a chip "yields" within this accuracy drop (0.01 = 1 point)
+
+    def check(self) -> "Faults":
+        if self.model not in FAULT_MODELS:
+            raise ConfigError(f"fault model {self.model!r}: valid: {', '.join(FAULT_MODELS)}")
+        check_mode(self.mode, self.stuck_q, self.p01_scale, self.p10_scale)
+        if not (isinstance(self.chips, int) and self.chips >= 1):
+            raise ConfigError(f"chips={self.chips!r}: must be an integer >= 1")
+        if not (isinstance(self.yield_drop, (int, float)) and 0 <= self.yield_drop <= 1):
+            raise ConfigError(f"yield_drop={self.yield_drop!r}: must be an accuracy drop in [0, 1]")
+        return self
+
+
+_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
+        ast.FloorDiv: operator.floordiv, ast.Pow: operator.pow, ast.Div: operator.truediv}
+
+
+def _arith(text, where: str) -> int:
+    """An integer from a number or a plain arithmetic expression like '8 * 1024 * 1024'."""
+    def ev(n):
+        if isinstance(n, ast.Constant) and isinstance(n.value, (int, float)) \
+                and not isinstance(n.value, bool):
+            return n.value
+        if isinstance(n, ast.BinOp) and type(n.op) in _OPS:
+            return _OPS[type(n.op)](ev(n.left), ev(n.right))
+        raise ValueError
+    try:
+        v = ev(ast.parse(str(text).strip(), mode="eval").body)
+    except (SyntaxError, ValueError, ZeroDivisionError, OverflowError):
+        raise ConfigError(f"{where}: {text!r} is not a number or plain arithmetic of numbers "
+                          "(a chip needs the weight memory's size and word width)") from None
+    if not (v >= 1 and float(v).is_integer()):
+        raise ConfigError(f"{where}: {text!r} must be a positive whole number of bits")
+    return int(v)
+
+
+def memory_geometry(arch: str) -> tuple[int, int]:
+    """(word width in bits, capacity in bits) of the arch file's weight memory: the first
+    component of `hwsim.weight_memory` (the SRAM that holds all weights); its `size` and
+    `extra_attributes_for_component_model.width` (else its read action's bits_per_action)."""
+    spec, info = load_arch(arch, accelforge_loader=False)
+    name = info.weight_memory[0]
+    node = None
+
+    def walk(ns):
+        nonlocal node
+        for n in ns or []:
+            if isinstance(n, dict) and node is None:
+                if str(n.get("name")) == name:
+                    node = n
+                walk(n.get("nodes"))
+    walk(spec["arch"].get("nodes") if isinstance(spec.get("arch"), dict) else None)
+    where = f"arch file {str(arch)!r}: component {name}"
+    if node is None or "size" not in node:
+        raise ConfigError(f"{where}: field size is missing (the weight memory's bits)")
+    width = (node.get("extra_attributes_for_component_model") or {}).get("width")
+    if width is None:
+        reads = [a for a in node.get("actions") or [] if isinstance(a, dict)
+                 and a.get("name") == "read"]
+        width = reads[0].get("bits_per_action") if reads else None
+    if width is None:
+        raise ConfigError(f"{where}: no word width (extra_attributes_for_component_model."
+                          "width or a read action's bits_per_action)")
+    return _arith(width, f"{where}: width"), _arith(node["size"], f"{where}: size")
+
+
+def chips_sidecar(results_csv: str | Path) -> Path:
+    """Per-chip rows next to the results CSV: results.csv -> results.chips.csv."""
+    p = Path(results_csv)
+    return p.with_name(p.stem + ".chips.csv")
+
+
+def read_chip_rows(path: Path) -> pd.DataFrame:
+    """RESULTS.chips.csv as a DataFrame (empty when missing); damaged files: one error line."""
+    if not (path.exists() and path.stat().st_size > 0):
+        return pd.DataFrame(columns=CHIP_COLUMNS)
+    try:
+        df = pd.read_csv(path)
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ConfigError(f"{path}: not a readable CSV text file ({first})") from None
+    missing = [c for c in CHIP_COLUMNS if c not in df.columns]
+    if missing:
+        raise ConfigError(f"{path}: missing column(s) {', '.join(missing)}; a chips CSV has "
+                          f"{', '.join(CHIP_COLUMNS)}")
+    for col in ("chip", "voltage", "ber", "accuracy", "erring_bits"):
+        num = pd.to_numeric(df[col], errors="coerce")
+        if num.isna().any():
+            i = int(num.isna().to_numpy().argmax())
+            raise ConfigError(f"{path}: line {i + 2}, column {col}: {df[col].iloc[i]!r} is not "
+                              "a number; fix or delete that row")
+        df[col] = num
+    return df
+
+
+def _append(path: Path, new: pd.DataFrame, key: list[str], reader) -> pd.DataFrame:
+    """Under the file's lock: re-read, add the rows of `new` whose `key` is not there yet,
+    write back atomically (keeps rows other writers added meanwhile, and any extra columns)."""
+    with file_lock(path):
+        rows = reader(path)
+        if len(rows):
+            have = set(map(tuple, rows[key].astype(str).to_numpy()))
+            new = new[[tuple(r) not in have for r in new[key].astype(str).to_numpy()]]
+            merged = pd.concat([rows, new], ignore_index=True) if len(new) else rows
+        else:
+            merged = new
+        if len(new):
+            write_text_atomic(path, merged.to_csv(index=False))
+    return merged
+
+
+def chip_stats(accs: np.ndarray, clean: float, drop: float) -> dict:
+    """Summary over chips of the accuracies at one voltage."""
+    n = len(accs)
+    std = float(accs.std(ddof=1)) if n > 1 else 0.0
+    p05, p50, p95 = np.percentile(accs, [5, 50, 95])
+    return {"acc_mean": float(accs.mean()), "acc_std": std, "acc_ci95": t_halfwidth(std, n),
+            "acc_p05": float(p05), "acc_median": float(p50), "acc_p95": float(p95),
+            "yield": float(np.mean(accs >= clean - drop - 1e-12)), "chips": n}
+
+
+def chip_sweep(checkpoint: str, arch: str, voltages: list[float], out: str | Path,
+               faults: Faults, *, act_bits: int = 8, ber_model: BerModel | None = None,
+               seed: int = 0, resume: bool = False, label: str | None = None,
+               data_root: str | None = None, data=None, progress: bool = True,
+               device: str = "cpu") -> pd.DataFrame:
+    """Evaluate `faults.chips` persistent chips of `checkpoint` along `voltages` into `out`
+    (summary rows) and chips_sidecar(out) (per-chip rows)."""
+    faults.check()
+    out, chips_csv = Path(out), chips_sidecar(out)
+    ber_model = ber_model or BerModel()
+    dev = resolve_device(device)
+    if not Path(checkpoint).is_file():
+        raise ConfigError(f"checkpoint {str(checkpoint)!r} does not exist")
+    if out.is_dir():
+        raise ConfigError(f"--out {str(out)!r} is a folder; give a CSV file name")
+    rows = read_rows(out, SWEEP_KEYS)
+    mine = rows["checkpoint"].astype(str) == str(checkpoint)
+    if mine.any() and not resume:
+        raise ConfigError(f"{out} already holds points of {checkpoint}; pass --resume to "
+                          "continue it, or choose another --out")
+    fingerprint = file_sha256(checkpoint)
+    if "checkpoint_sha256" in rows and (rows.loc[mine, "checkpoint_sha256"] != fingerprint).any():
+        raise ConfigError(f"{out} holds points of an earlier version of {checkpoint} (the file "
+                          "changed since); remove those rows or choose another --out")
+    grid = sorted({round(float(v), 6) for v in voltages}, reverse=True)  # high -> low voltage
+    if mine.any() and {round(v, 6) for v in rows.loc[mine, "voltage"]} >= set(grid):
+        return rows
+    word_bits, capacity = memory_geometry(arch)
+    model, config = load_checkpoint(checkpoint)
+    q = config.get("quantizer")
+    if not q:
+        raise ConfigError(f"{checkpoint} is a float network: chips need stored integers "
+                          "(a quantized checkpoint)")
+    label = label or method_name(config)
+    test = data if data is not None else load_dataset(
+        config["data"]["name"], data_root or config["data"].get("root"))[1]
+    model.to(dev)
+    stored = StoredWeights(model)
+    layout = Layout(int(stored.ints.numel()), stored.bits, word_bits, capacity)
+    energy = model_energy(arch, model, q["bits"], act_bits, progress=progress)
+    update_sidecar(out, label, energy)
+    xy = on_model_device(test, model)
+    clean = accuracy(model, xy)
+    bers = [ber_model.ber(v) for v in grid]
+    p_max = max(bers)
+    done = read_chip_rows(chips_csv)
+    done = done[(done["label"].astype(str) == label) & (done["fault_mode"] == faults.mode)
+                & (done["checkpoint_sha256"].astype(str) == fingerprint)]
+    per_chip = done.groupby("chip")["voltage"].apply(lambda s: set(s.round(6)))
+    todo = [c for c in range(faults.chips) if c not in per_chip or not per_chip[c] >= set(grid)]
+    pending = []
+    for i, c in enumerate(tqdm(todo, desc=f"chips {label}", disable=not progress,
+                               file=sys.stderr)):
+        chip = sample_chip(_chip_seed(seed, c), layout.used_bits, p_max, faults.mode,
+                           faults.stuck_q, faults.p01_scale, faults.p10_scale)
+        accs, n_err = evaluate_chip(model, xy, bers, chip, layout, stored, clean)
+        pending += [{"label": label, "checkpoint_sha256": fingerprint,
+                     "fault_mode": faults.mode, "chip": c, "voltage": v, "ber": b,
+                     "accuracy": a, "erring_bits": k}
+                    for v, b, a, k in zip(grid, bers, accs, n_err)]
+        if len(pending) >= 20 * len(grid) or i == len(todo) - 1:  # every 20 chips
+            _append(chips_csv, pd.DataFrame(pending, columns=CHIP_COLUMNS),
+                    ["label", "fault_mode", "chip", "voltage"], read_chip_rows)
+            pending = []
+    allc = read_chip_rows(chips_csv)
+    allc = allc[(allc["label"].astype(str) == label) & (allc["fault_mode"] == faults.mode)
+                & (allc["checkpoint_sha256"].astype(str) == fingerprint)
+                & (allc["chip"] < faults.chips)]
+    new = []
+    for v, b in zip(grid, bers):
+        accs = allc.loc[allc["voltage"].round(6) == v, "accuracy"].to_numpy(float)
+        new.append({"checkpoint": str(checkpoint), "checkpoint_sha256": fingerprint,
+                    "label": label, "method": method_name(config), "quantizer": q["name"],
+                    "bits": q["bits"], "bfn_rate": q.get("bfn_rate", 0.0), "voltage": v,
+                    "ber": b, "acc_clean": clean, **chip_stats(accs, clean, faults.yield_drop),
+                    "realizations": len(accs), "estimator": "chips",
+                    "expected_flips": b * layout.n_weights * layout.bits,
+                    "energy_uJ": scaled_energy(energy, v),
+                    "energy_weight_mem_uJ": scaled_weight_memory(energy, v),
+                    "energy_nominal_uJ": energy.total_uJ, "seed": seed,
+                    "test_images": len(test), "fault_model": "persistent",
+                    "fault_mode": faults.mode, "stuck_q": faults.stuck_q,
+                    "yield_drop": faults.yield_drop})
+    new = pd.DataFrame(new, columns=COLUMNS + EXTRA_COLUMNS).iloc[::-1]  # low -> high V
+    return _append(out, new, ["checkpoint", "voltage"], lambda p: read_rows(p, SWEEP_KEYS))
+
+
+def _chip_seed(seed: int, chip: int) -> int:
+    """Chip `chip` of a study with seed `seed`: the same for every method (paired chips)."""
+    return int(seed) * 1_000_003 + int(chip)
+
+
+def faults_from_yaml(value, fail) -> Faults:
+    """A study file's `faults:` mapping -> Faults; `fail(key_path, message)` raises the
+    study reader's one-line error (e.g. 'faults.mode: ...')."""
+    if value is None:
+        return Faults()
+    keys = ["model", "mode", "chips", "stuck_q", "p01_scale", "p10_scale", "yield_drop"]
+    if not isinstance(value, dict):
+        fail("faults", f"expected a mapping with keys {', '.join(keys)}, e.g. "
+                       "{model: persistent, mode: stuck-at, chips: 100}")
+    for k in value:
+        if k not in keys:
+            fail(f"faults.{k}", f"unknown key; valid keys: {', '.join(keys)}")
+    f = Faults(**value)
+    checks = [("model", lambda v: v in FAULT_MODELS, f"valid: {', '.join(FAULT_MODELS)}"),
+              ("mode", lambda v: v in MODES, f"valid: {', '.join(MODES)}"),
+              ("chips", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+               "must be an integer >= 1"),
+              ("stuck_q", lambda v: _num(v) and 0 <= v <= 1, "must be a probability in [0, 1]"),
+              ("p01_scale", lambda v: _num(v) and v >= 0, "must be a number >= 0"),
+              ("p10_scale", lambda v: _num(v) and v >= 0, "must be a number >= 0"),
+              ("yield_drop", lambda v: _num(v) and 0 <= v <= 1,
+               "must be an accuracy drop in [0, 1] (0.01 = 1 point)")]
+    for k, ok, hint in checks:
+        if not ok(getattr(f, k)):
+            fail(f"faults.{k}", f"{getattr(f, k)!r} is not valid; {hint}")
+    return f
+
+
+def _num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
+
+
+def run_study_chips(study, grid, results: Path, ber_model: BerModel, get_data, progress: bool,
+                    checkpoint_of) -> bool:
+    """A study's step 2 for `faults: {model: persistent}`: chip_sweep of every method on the
+    same chips. Returns False (nothing done) for transient studies."""
+    faults = study.faults
+    if faults is None or faults.model != "persistent":
+        return False
+    for m in study.methods:
+        chip_sweep(str(checkpoint_of(study, m)), study.arch, grid, results, faults,
+                   act_bits=study.act_bits, ber_model=ber_model, seed=study.seed, resume=True,
+                   label=m.name, data=get_data()[1], progress=progress,
+                   device=study.device)
+    return True
+
+
+def study_chips_md(study, results: Path, df: pd.DataFrame) -> str:
+    """summary.md's chips section of a persistent study ('' for transient ones)."""
+    from .chips_report import chips_summary_md
+    faults = study.faults
+    if faults is None or faults.model != "persistent" or not chips_sidecar(results).exists():
+        return ""
+    chips = read_chip_rows(chips_sidecar(results))
+    chips = chips[(chips["fault_mode"] == faults.mode) & (chips["chip"] < faults.chips)]
+    return "\n" + chips_summary_md(df, chips, [m.name for m in study.methods], faults.mode,
+                                   faults.yield_drop)

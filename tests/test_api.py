@@ -1,0 +1,226 @@
+"""The Python API (hwsim/api.py), user models/data in the CLI (models/usercode.py) and the
+hwsim.models import name. Energies come from the committed arch/cache (TinyNet has the small
+CNN's layer shapes), so nothing is mapped."""
+import json
+import shutil
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import torch.nn as nn
+
+import hwsim
+from hwsim import api as hw
+from hwsim.cli import main
+from models.checkpoint import load_checkpoint
+from models.data import load_dataset
+from models.errors import ConfigError
+from models.quant import QConv2d, quant_layers
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = textwrap.dedent("""
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    class TinyNet(nn.Module):
+        input_shape = (1, 8, 8)
+
+        def __init__(self, num_classes=10):
+            super().__init__()
+            self.c1 = nn.Conv2d(1, 16, 3, padding=1, bias=False)
+            self.c2 = nn.Conv2d(16, 32, 3, padding=1, bias=False)
+            self.c3 = nn.Conv2d(32, 32, 3, padding=1, bias=False)
+            self.b1, self.b2, self.b3 = nn.BatchNorm2d(16), nn.BatchNorm2d(32), nn.BatchNorm2d(32)
+            self.fc = nn.Linear(32, num_classes)
+
+        def forward(self, x):
+            x = F.relu(self.b1(self.c1(x)))
+            x = F.max_pool2d(F.relu(self.b2(self.c2(x))), 2)
+            x = x + F.relu(self.b3(self.c3(x)))  # a residual: not one of hwsim's networks
+            return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
+""")
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture(scope="module")
+def user_ckpt(tmp_path_factory):
+    """A 1-epoch WCAT TinyNet trained through `hwsim train --model tiny.py:TinyNet`."""
+    folder = tmp_path_factory.mktemp("user")
+    (folder / "tiny.py").write_text(TINY)
+    ck = folder / "tiny.pt"
+    torch.set_num_threads(2)
+    assert main(["train", "--model", f"{folder}/tiny.py:TinyNet", "--quantizer", "wcat",
+                 "--epochs", "1", "--out", str(ck), "--no-progress"]) == 0
+    return folder, ck
+
+
+def test_api_and_cli_give_identical_numbers(user_ckpt, capsys, tmp_path):
+    folder, ck = user_ckpt
+    csv = tmp_path / "r.csv"
+    code, _, _ = run(capsys, "sweep", "--checkpoint", ck, "--vmin", 0.40, "--vmax", 0.44,
+                     "--step", 0.02, "--realizations", 6, "--seed", 3, "--out", csv,
+                     "--no-progress")
+    assert code == 0
+    cli = pd.read_csv(csv)
+    model, _ = load_checkpoint(ck)
+    test = load_dataset("digits")[1]
+    api = hw.sweep(model, test, voltages=[0.40, 0.42, 0.44], realizations=6, seed=3)
+    assert list(api.columns) == list(cli.columns)
+    for col in ("ber", "acc_clean", "acc_mean", "acc_std", "energy_uJ", "test_images"):
+        assert api[col].tolist() == pytest.approx(cli[col].tolist(), rel=0, abs=0), col
+    assert api.acc_clean.iloc[0] > 0.3 and api.test_images.iloc[0] == 360
+    # energy: the small CNN's shapes, 4-bit, from the committed cache
+    code, out, _ = run(capsys, "energy", "--model", ck, "--json")
+    assert code == 0
+    e = hw.energy(model)
+    assert json.loads(out)["total_uJ"] == e.total_uJ == pytest.approx(1.3763, abs=1e-4)
+    assert cli.energy_nominal_uJ.iloc[0] == pytest.approx(e.total_uJ)
+    # the same file as --model spec (untrained): same shapes, same energy
+    code, out, _ = run(capsys, "energy", "--model", f"{folder}/tiny.py:TinyNet",
+                       "--weight-bits", 4, "--json")
+    assert code == 0 and json.loads(out)["total_uJ"] == e.total_uJ
+
+
+def test_user_checkpoint_reloads_identically_and_refuses_without_its_file(user_ckpt, tmp_path):
+    folder, ck = user_ckpt
+    test = load_dataset("digits")[1]
+    a = hwsim.evaluate(load_checkpoint(ck)[0], test, ber=0.01, realizations=4, seed=1)
+    b = hwsim.evaluate(load_checkpoint(ck)[0], test, ber=0.01, realizations=4, seed=1)
+    assert a.accuracies == b.accuracies and a.flips == b.flips and sum(a.flips) > 0
+    cfg = torch.load(ck, weights_only=True)["config"]["model"]
+    assert cfg["source"] == {"kind": "file", "path": str(folder / "tiny.py"),
+                             "factory": "TinyNet", "kwargs": {}}
+    assert cfg["input_shape"] == [1, 8, 8]
+    moved = tmp_path / "ck.pt"  # the checkpoint moves, the file is gone
+    shutil.copy(ck, moved)
+    (folder / "tiny.py").rename(folder / "tiny.bak")
+    try:
+        with pytest.raises(ConfigError, match=r"model file .*tiny\.py' does not exist"):
+            load_checkpoint(moved)
+    finally:
+        (folder / "tiny.bak").rename(folder / "tiny.py")
+
+
+def test_cli_refuses_bad_user_specs(capsys, tmp_path):
+    (tmp_path / "net.py").write_text("x = 1\n")
+    for spec, msg in ((f"{tmp_path}/net.py:Nope", "defines no callable 'Nope'"),
+                      (f"{tmp_path}/net.py", "name the factory"),
+                      (f"{tmp_path}/gone.py:Net", "does not exist"),
+                      ("torchvision:mobilenet_v9", "not a torchvision model")):
+        code, _, err = run(capsys, "energy", "--model", spec)
+        assert code == 2 and msg in err and len(err.strip().splitlines()) == 1, err
+    code, _, err = run(capsys, "train", "--model", "resnet99", "--out", tmp_path / "x.pt")
+    assert code == 2 and "file.py:factory" in err and not (tmp_path / "x.pt").exists()
+
+
+def test_data_factory(tmp_path):
+    (tmp_path / "mydata.py").write_text(textwrap.dedent("""
+        import torch
+        from torch.utils.data import DataLoader, TensorDataset
+        def data():
+            x = torch.arange(60 * 64, dtype=torch.float32).reshape(60, 1, 8, 8) / 1000
+            y = torch.arange(60) % 3
+            return TensorDataset(x[:40], y[:40]), DataLoader(TensorDataset(x[40:], y[40:]),
+                                                             batch_size=7)
+    """))
+    train, test = load_dataset(f"{tmp_path}/mydata.py:data")
+    assert (len(train), len(test), train.num_classes) == (40, 20, 3)
+    x, y = test.tensors()  # used as given: no scaling
+    assert x.shape == (20, 1, 8, 8) and float(x[0, 0, 0, 1]) == pytest.approx(40 * 64 / 1000
+                                                                              + 0.001)
+    assert y.tolist() == [i % 3 for i in range(40, 60)]
+
+
+def test_mobilenet_v2_depthwise_quantizes_and_evaluates():
+    import torchvision
+    from hwsim.workload import extract_layers
+    torch.manual_seed(0)
+    net = torchvision.models.mobilenet_v2(weights=None, num_classes=10)
+    hwsim.quantize(net, "wcat", bits=4)
+    layers = quant_layers(net)
+    assert len(layers) == 53  # 52 convs + the classifier
+    depthwise = [m for _, m in layers if isinstance(m, QConv2d) and m.groups > 1]
+    assert len(depthwise) == 17 and all(m.groups == m.in_channels for m in depthwise)
+    x, y = torch.randn(16, 3, 32, 32), torch.randint(0, 10, (16,))
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    r = hwsim.evaluate(net, (x, y), ber=0.01, realizations=2, seed=0)
+    assert r.realizations == 2 and min(r.flips) > 1000  # ~2.2M weights x 4 bits x 1%
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    shapes = extract_layers(net, (3, 32, 32), weight_bits=4)
+    assert len(shapes) == 53 and len({s.key() for s in shapes}) == 31  # the issue's 31
+    assert sum(s.groups > 1 for s in shapes) == 17
+
+
+def test_unsupported_weight_layers_are_named():
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Conv1d(4, 4, 3), nn.Embedding(5, 4))
+    with pytest.raises(ConfigError, match=r"1 \(Conv1d\), 2 \(Embedding\)"):
+        hwsim.quantize(net)
+    from hwsim.workload import extract_layers
+    with pytest.raises(ConfigError, match=r"cannot map .*Conv1d"):
+        extract_layers(net, (1, 8, 8))
+
+
+def test_training_hooks_in_a_users_loop():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    hwsim.quantize(net, "wcat", bits=4, weight_decay_a=0.5)
+    a = float(net[1].quantizer.a.detach())
+    assert float(hwsim.regularizer(net).detach()) == pytest.approx(0.25 * a * a)
+    groups = hwsim.param_groups(net, weight_decay=1e-3)
+    assert [g["weight_decay"] for g in groups] == [1e-3, 0.0] and len(groups[1]["params"]) == 1
+    clip = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2))
+    hwsim.quantize(clip, "plclip", bits=4, c=0.1)
+    with torch.no_grad():
+        clip[0].weight.fill_(3.0)
+    hwsim.after_step(clip)  # PLClip re-clips: largest layer to c = 0.1
+    assert float(clip[0].weight.detach().abs().max()) == pytest.approx(0.1)
+
+
+def test_layer_sensitivity_flips_one_layer_at_a_time():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+    hwsim.quantize(net, "normal", bits=4)
+    x = torch.randn(50, 1, 8, 8)
+    y = net(x).argmax(1)  # labels = the clean predictions: clean accuracy 1
+    clean = hwsim.accuracy(net, (x, y))
+    assert clean == 1.0
+    t = hwsim.layer_sensitivity(net, (x, y), ber=0.0, realizations=2)
+    assert sorted(t.layer) == ["1", "3"] and sorted(t.weights) == [320, 2048]
+    assert t.acc_mean.tolist() == pytest.approx([clean, clean])
+    t = hwsim.layer_sensitivity(net, (x, y), ber=0.3, realizations=3)
+    assert (t.acc_mean < 0.95).all() and t.acc_std.gt(0).any()
+
+
+def test_pareto_accepts_a_hand_made_csv(capsys, tmp_path):
+    csv = tmp_path / "mine.csv"
+    csv.write_text("label,voltage,ber,acc_clean,acc_mean,acc_ci95,energy_uJ\n"
+                   "a,0.8,1e-9,0.90,0.90,0.0,10\na,0.5,1e-3,0.90,0.85,0.01,8\n"
+                   "b,0.8,1e-9,0.88,0.88,0.0,9\nb,0.5,1e-3,0.88,0.70,0.02,8.5\n")
+    code, out, _ = run(capsys, "pareto", csv, "--out", tmp_path / "r.html")
+    assert code == 0 and "4 points, 3 on the frontier" in out
+    front = pd.read_csv(tmp_path / "r_frontier.csv")
+    assert front.energy_uJ.tolist() == [8, 9, 10] and front.label.tolist() == ["a", "b", "a"]
+    assert hw.pareto(pd.read_csv(csv), out=tmp_path / "api.html").equals(front)
+    (tmp_path / "bad.csv").write_text("label,voltage,acc_mean,energy_uJ\na,0.8,0.9,10\n")
+    code, _, err = run(capsys, "pareto", tmp_path / "bad.csv", "--out", tmp_path / "b.html")
+    assert code == 2 and "missing column(s) ber, acc_clean, acc_ci95" in err
+    with pytest.raises(ConfigError, match="missing column.*acc_ci95"):
+        hw.pareto(pd.DataFrame({"label": ["a"], "voltage": [0.8]}), out=tmp_path / "c.html")
+    assert not (tmp_path / "b.html").exists() and not (tmp_path / "c.html").exists()
+
+
+def test_hwsim_models_is_the_network_side_not_a_copy():
+    import models.quant
+    import hwsim.models.quant
+    from hwsim.models import create_model
+    from hwsim.models.train import TrainConfig
+    assert hwsim.models.quant is models.quant and create_model is models.create_model
+    assert TrainConfig is __import__("models.train").train.TrainConfig
+    assert hwsim.quantize is hw.quantize and hwsim.evaluate is hw.evaluate

@@ -1,0 +1,155 @@
+"""--executor ray (issue 20.2): on a local 2-CPU Ray cluster, sweeps and studies give the
+serial run's numbers, land in the same files and resume."""
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import hwsim.sweep as sw
+from hwsim.cli import main
+from hwsim.energy import LayerResult, NetworkEnergy
+from hwsim.executor import RayExecutor
+from hwsim.study import run_study
+from hwsim.study_spec import load_study
+from hwsim.workload import LayerShape
+from models.errors import ConfigError
+from models.train import TrainConfig, train
+
+ray = pytest.importorskip("ray")
+ROOT = Path(__file__).resolve().parent.parent
+ARCH = str(ROOT / "arch/eyeriss_sram.yaml")  # small CNN / MLP energies: arch/cache, no mapping
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def mlp(digits, tmp_path_factory):
+    path = tmp_path_factory.mktemp("ray") / "mlp_wcat.pt"
+    cfg = TrainConfig(model="mlp", quantizer="wcat", bits=4, bfn_rate=5e-3, epochs=3,
+                      batch_size=64, lr=0.05, seed=0)
+    train(cfg, path, progress=False, log=lambda s: None, data=digits)
+    return str(path)
+
+
+def _sorted(df: pd.DataFrame) -> pd.DataFrame:
+    return df.sort_values(["label", "voltage"]).reset_index(drop=True)
+
+
+def test_ray_sweep_rows_identical_to_serial_and_resume(cluster, mlp, digits, tmp_path):
+    grid = [0.40, 0.44, 0.48, 0.52, 0.56]  # from ~0.6% BER (plain MC) to rare flips (strata)
+    kw = dict(realizations=6, seed=1, data=digits[1], progress=False)
+    serial = sw.sweep(mlp, ARCH, grid, tmp_path / "serial.csv", **kw)
+    with RayExecutor() as ex:  # joins the running cluster and leaves it running
+        ray_rows = sw.sweep(mlp, ARCH, grid, tmp_path / "ray.csv", executor=ex, **kw)
+        assert ex.completed == len(grid)  # one task per point
+    assert ray.is_initialized()
+    assert len(ray_rows) == 5 and set(ray_rows["estimator"]) == {"mc", "stratified"}
+    pd.testing.assert_frame_equal(_sorted(ray_rows), _sorted(serial))
+    assert serial["energy_uJ"].iloc[-1] > serial["energy_uJ"].iloc[0] > 0  # cached energies
+    before = (tmp_path / "ray.csv").read_bytes()
+    # the CLI: a re-run with one more voltage computes just that point
+    assert main(["sweep", "--checkpoint", mlp, "--arch", ARCH, "--vmin", "0.40", "--vmax",
+                 "0.60", "--step", "0.04", "--realizations", "6", "--seed", "1", "--out",
+                 str(tmp_path / "ray.csv"), "--resume", "--no-progress",
+                 "--executor", "ray"]) == 0
+    after = pd.read_csv(tmp_path / "ray.csv")
+    assert len(after) == 6 and (tmp_path / "ray.csv").read_bytes().startswith(before)
+    one = sw.sweep(mlp, ARCH, [0.60], tmp_path / "one.csv", **kw)
+    pd.testing.assert_frame_equal(after.iloc[[5]].reset_index(drop=True), one,
+                                  check_dtype=False)
+
+
+STUDY = """
+name: tiny
+seed: 0
+data: {name: digits}
+network: mlp
+training: {epochs: 3, batch_size: 64, lr: 0.05}
+methods:
+  - {quantizer: normal, bits: 4}
+  - {quantizer: wcat, bits: 4, bfn: true}
+arch: ARCH
+voltages: {min: 0.38, max: 0.42, step: 0.02}
+monte_carlo: {realizations: 4, ci_target: 0.01}
+bers: [0.01]
+attacks: {bfa_seeds: 2, attack_batch: 64, max_flips: 20}
+results_dir: OUT
+"""
+
+
+def _json(path: Path, drop: tuple) -> dict:
+    data = json.loads(path.read_text())
+    for entry in data.values():
+        for key in drop:
+            entry.pop(key, None)
+        entry.get("settings", {}).pop("checkpoint_sha256", None)
+    return data
+
+
+def test_ray_study_same_numbers_then_rerun_does_nothing(cluster, tmp_path, monkeypatch):
+    monkeypatch.setattr(sw, "model_energy", lambda *a, **k: _fake_energy())
+    out = {}
+    for kind in ("serial", "ray"):
+        f = tmp_path / f"{kind}.yaml"
+        f.write_text(STUDY.replace("ARCH", ARCH).replace("OUT", str(tmp_path / kind)))
+        out[kind] = load_study(f)
+    table = run_study(out["serial"], progress=False, log=lambda s: None)
+    with RayExecutor() as ex:
+        ray_table = run_study(out["ray"], progress=False, log=lambda s: None, executor=ex)
+        # 2 trainings + 2 x 3 points + 2 fixed-BER points + 2 x 2 attack seeds
+        assert ex.completed == 14
+    pd.testing.assert_frame_equal(ray_table, table)
+    # checkpoints are identical but for the seconds their epoch logs record: drop the paths
+    # and hashes, compare every number
+    s, r = (_sorted(pd.read_csv(tmp_path / k / "results.csv").drop(
+        columns=["checkpoint", "checkpoint_sha256"])) for k in ("serial", "ray"))
+    assert len(r) == 6
+    pd.testing.assert_frame_equal(r, s)
+    assert _json(tmp_path / "ray/at_ber.json", ()) == _json(tmp_path / "serial/at_ber.json", ())
+    drop = ("iteration_seconds",)
+    ray_attacks = _json(tmp_path / "ray/attacks.json", drop)
+    assert ray_attacks == _json(tmp_path / "serial/attacks.json", drop)
+    assert ray_attacks["normal"]["seeds"] == [0, 1]
+    stamp = {p: p.stat().st_mtime_ns for p in (tmp_path / "ray").rglob("*") if p.is_file()}
+    with RayExecutor() as ex:  # resumed: nothing left, no task, no file touched
+        run_study(out["ray"], progress=False, log=lambda s: None, executor=ex)
+        assert ex.completed == 0
+    assert stamp == {p: p.stat().st_mtime_ns for p in (tmp_path / "ray").rglob("*")
+                     if p.is_file()}
+
+
+def _fake_energy() -> NetworkEnergy:
+    """3 uJ weight memory + 7 uJ rest at 0.8 V (as test_sweep_study's; no AccelForge)."""
+    shape = LayerShape(name="fc", kind="linear", in_channels=4, out_channels=2, kernel=(1, 1),
+                       output=(1, 1), input=(1, 1), stride=(1, 1), padding=(0, 0), groups=1,
+                       weight_bits=4, act_bits=8)
+    layers = [LayerResult(n, shape, {"WeightSRAM": w, "Other": r}, w + r, w, 8, True)
+              for n, w, r in (("a", 1.0, 3.0), ("b", 2.0, 4.0))]
+    return NetworkEnergy("fake.yaml", "0" * 64, ("WeightSRAM",), 0.8, layers)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--address", "auto"], "--address needs --executor ray"),
+    (["--gpus-per-task", "0.5"], "--gpus-per-task needs --executor ray"),
+    (["--executor", "ray", "--address", "auto", "--workers", "2"], "give one of them"),
+])
+def test_ray_flags_checked_before_any_work(argv, message, tmp_path, capsys):
+    f = tmp_path / "s.yaml"
+    f.write_text(STUDY.replace("ARCH", ARCH).replace("OUT", str(tmp_path / "out")))
+    assert main(["study", str(f), "--no-progress"] + argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_ray_is_one_error_line(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    with pytest.raises(ConfigError, match=r"needs the ray package.*pip install 'ray=="):
+        RayExecutor().__enter__()
