@@ -4,6 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+DEFAULT_TITLE = "hwsim report"  # of a report drawn without --title (hwsim.report)
+
 
 def pareto_mask(acc, energy) -> np.ndarray:
     """True where no other point is at least as accurate and at most as costly while strictly

@@ -12,10 +12,9 @@ import plotly.graph_objects as go
 from plotly.colors import hex_to_rgb, qualitative, unlabel_rgb
 
 from .files import write_text_atomic
-from .pareto import frontier, lowest_energy_within, readable_table
+from .pareto import DEFAULT_TITLE, frontier, lowest_energy_within, readable_table
 
 PALETTE = qualitative.D3 + qualitative.Set2
-DEFAULT_TITLE = "hwsim report"
 PLOTLY_JS = "plotly.min.js"
 
 

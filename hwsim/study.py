@@ -27,7 +27,6 @@ from .ber import BerModel
 from .chips import chips_sidecar, run_study_chips, study_chips_md
 from .files import read_json, update_json, write_text_atomic
 from .pareto import TABLE_COLUMNS, lowest_energy_within, readable_table
-from .report import PLOTLY_JS, write_report
 from .study_spec import Method, Reference, Study
 from .sweep import energy_sidecar, read_rows, sweep, voltage_grid
 
@@ -199,6 +198,7 @@ def run_study(study: Study, progress: bool = True, log=print,
     if only:
         return None
     # 5. frontier, report, summary: only when results changed since they were written
+    from .report import PLOTLY_JS, write_report  # plotly: not needed by --only runs
     study = full
     df = read_rows(results)
     df = in_study_order(df, study)
@@ -237,8 +237,7 @@ def _summary_md(study: Study, table: pd.DataFrame, dataset: str) -> str:
 - Command: `{cmd}` (seed {study.seed})
 - Data: {dataset}; network: {study.network}; arch: `{study.arch}`
 - Voltages: {study.voltages.min}-{study.voltages.max} V, step {study.voltages.step};
-  Monte Carlo: up to {study.monte_carlo.realizations} realizations per point,
-  stop at 95% CI half-width {study.monte_carlo.ci_target}
+  {_evaluation_line(study)}
 - Training: {_training_line(study)}
 - BFA: {_bfa_line(study)}
 - Versions: {_versions()}
@@ -253,7 +252,18 @@ checkpoints/ (with their training logs).
 """
 
 
+def _evaluation_line(study: Study) -> str:
+    f, mc = study.faults, study.monte_carlo
+    if f is not None and f.model == "persistent":
+        return (f"persistent chips: {f.chips} per method, the same chips for every method, "
+                f"fault mode {f.mode}, each chip along the whole voltage grid")
+    return (f"Monte Carlo: up to {mc.realizations} realizations per point,\n"
+            f"  stop at 95% CI half-width {mc.ci_target}")
+
+
 def _training_line(study: Study) -> str:
+    if all(m.checkpoint for m in study.methods):
+        return "none: every method uses its given checkpoint (`checkpoint:` in the study file)"
     t = study.training
     line = (f"{t.epochs} epochs per method, batch {t.batch_size}, SGD lr {t.lr} (cosine), "
             f"momentum {t.momentum}, weight decay {t.weight_decay}, BFN rate {t.bfn_rate} "

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from hwsim.files import write_text_atomic
-from hwsim.report import DEFAULT_TITLE, write_report
+from hwsim.pareto import DEFAULT_TITLE
 from hwsim.sweep import REPORT_COLUMNS, energy_sidecar, read_rows
 from models.errors import ConfigError
 
@@ -93,6 +93,7 @@ def _command(args) -> str:
 
 
 def run(args) -> int:
+    from hwsim.report import write_report  # plotly: only when a report is drawn
     out_file(args.out)
     if args.frontier:
         out_file(args.frontier, "--frontier")
