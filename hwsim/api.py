@@ -32,7 +32,7 @@ import torch.nn as nn
 from models.errors import ConfigError
 from models.evaluate import BitErrorResult, StoredWeights, evaluate_under_bit_errors
 from models.faults import flip_positions, sample_flip_count, sample_positions
-from models.quant import post_step, quant_layers, quant_penalty, quantize_model
+from models.quant import post_step, quant_layers, quant_penalty, quantize_model, split_widths
 from models.usercode import as_tensors
 
 from .ber import BerModel, check_voltage
@@ -47,17 +47,22 @@ __all__ = ["quantize", "regularizer", "after_step", "param_groups", "evaluate", 
 
 # --------------------------------------------------------------------------- quantize, train
 
-def quantize(model: nn.Module, quantizer: str = "wcat", bits: int = 4, bfn_rate: float = 0.0,
-             **params) -> nn.Module:
+def quantize(model: nn.Module, quantizer: str = "wcat", bits=4, bfn_rate: float = 0.0,
+             layer_bits: dict | None = None, **params) -> nn.Module:
     """Quantize `model` in place and return it: every nn.Conv2d (grouped and depthwise
     included) and nn.Linear stores `bits`-bit integers with one range per layer.
+
+    Per-layer widths (mixed precision, 2..8 bits): bits=4, layer_bits={"conv1": 8, "fc": 8}
+    (module paths); or bits={layer: bits} naming every layer; or bits=callable(name, module)
+    -> bits (None: 4). Faults then flip each layer's bits within its width, and energy maps
+    each layer with its own weight word width.
 
     quantizer: 'normal', 'plclip' (param c), 'lsq' or 'wcat' (params weight_decay_a, init);
     bfn_rate: bit-flip noise training rate (flips in every training forward pass; 0 = off).
     Any other layer holding weights (Conv1d, Embedding, attention, ...) is a ConfigError
     naming it; normalisation layers stay float. Quantize after loading float weights: each
     range starts from the layer's weights."""
-    return quantize_model(model, quantizer, bits, bfn_rate, **params)
+    return quantize_model(model, quantizer, bits, bfn_rate, layer_bits=layer_bits, **params)
 
 
 def regularizer(model: nn.Module) -> torch.Tensor | float:
@@ -110,16 +115,17 @@ def layer_sensitivity(model: nn.Module, data, ber: float = 1e-2, realizations: i
     for (name, layer), size, shape, scale in zip(quant_layers(model), stored.sizes,
                                                  stored.shapes, stored.scales):
         rng, accs = np.random.default_rng(seed), []
-        ints, n_bits = stored.ints[start:start + size], size * stored.bits
+        width = layer.quantizer.bits
+        ints, n_bits = stored.ints[start:start + size], size * width
         for _ in range(realizations):
             pos = sample_positions(n_bits, sample_flip_count(n_bits, ber, rng), rng)
-            w = flip_positions(ints, stored.bits, pos).float().reshape(shape) * scale
+            w = flip_positions(ints, width, pos).float().reshape(shape) * scale
             layer.weight_override = w  # this layer only; removed right after
             try:
                 accs.append(accuracy(model, (x, y)))
             finally:
                 layer.weight_override = None
-        rows.append({"layer": name, "weights": size, "ber": ber, "acc_mean": float(np.mean(accs)),
+        rows.append({"layer": name, "weights": size, "bits": width, "ber": ber, "acc_mean": float(np.mean(accs)),
                      "acc_std": float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0})
         start += size
     return pd.DataFrame(rows).sort_values("acc_mean", kind="stable").reset_index(drop=True)
@@ -127,11 +133,9 @@ def layer_sensitivity(model: nn.Module, data, ber: float = 1e-2, realizations: i
 
 # --------------------------------------------------------------------------- energy
 
-def _weight_bits(model: nn.Module) -> int:
-    bits = {m.quantizer.bits for _, m in quant_layers(model)}
-    if len(bits) > 1:
-        raise ConfigError(f"mixed weight bit widths {sorted(bits)} are not supported")
-    return bits.pop() if bits else 8
+def _weight_bits(model: nn.Module) -> tuple[int, dict[str, int]]:
+    """(default width, {layer: width} where it differs); (8, {}) for a float model."""
+    return split_widths(model)
 
 
 def energy(model: nn.Module, arch: str = DEFAULT_ARCH, input_shape=None,
@@ -140,15 +144,17 @@ def energy(model: nn.Module, arch: str = DEFAULT_ARCH, input_shape=None,
     """Energy per inference (batch 1) of `model`'s conv/linear layers on an arch file (path
     or shipped name), as `hwsim energy`: .total_uJ, .weight_memory_uJ, .weight_share,
     .layers (per layer, per component). input_shape: (C, H, W), default model.input_shape;
-    weight_bits: default the quantizer's, else 8. Layer shapes not in the cache are mapped
-    by AccelForge (~40 s each on 2 cores) and cached."""
+    weight_bits: default each layer's quantizer width (mixed precision: per layer), else 8;
+    given, all layers use it. Layer shapes not in the cache are mapped by AccelForge (~40 s
+    each on 2 cores) and cached."""
     if input_shape is None:
         input_shape = getattr(model, "input_shape", None)
         if input_shape is None:
             raise ConfigError(f"{type(model).__name__}: pass input_shape=(C, H, W) (or set "
                               "model.input_shape)")
-    bits = _weight_bits(model) if weight_bits is None else weight_bits
-    layers = extract_layers(model, tuple(input_shape), weight_bits=bits, act_bits=act_bits)
+    bits, mixed = _weight_bits(model) if weight_bits is None else (weight_bits, {})
+    layers = extract_layers(model, tuple(input_shape), weight_bits=bits, act_bits=act_bits,
+                            layer_bits=mixed)
     return network_energy(resolve_arch(arch, "arch"), layers, progress=progress,
                           workers=workers)
 
@@ -162,8 +168,9 @@ def _config(model: nn.Module) -> dict:
         raise ConfigError(f"{type(model).__name__} is not quantized: a sweep needs stored "
                           "integers (hwsim.quantize(model, ...) first)")
     m = layers[0][1]
-    return {"quantizer": {"name": type(m.quantizer).registry_name, "bits": _weight_bits(model),
-                          "bfn_rate": m.bfn_rate}}
+    bits, mixed = _weight_bits(model)
+    q = {"name": type(m.quantizer).registry_name, "bits": bits, "bfn_rate": m.bfn_rate}
+    return {"quantizer": dict(q, layer_bits=mixed) if mixed else q}
 
 
 def sweep(model: nn.Module, data, arch: str = DEFAULT_ARCH, voltages=None, *,
@@ -183,7 +190,7 @@ def sweep(model: nn.Module, data, arch: str = DEFAULT_ARCH, voltages=None, *,
     shape = input_shape if input_shape is not None else getattr(model, "input_shape", None)
     if shape is None:  # the data's own shape
         shape = tuple(as_tensors(data)[0].shape[1:])
-    ne = energy(model, arch, shape, config["quantizer"]["bits"], act_bits)
+    ne = energy(model, arch, shape, None, act_bits)  # each layer at its own width
     digest = hashlib.sha256()
     for k, v in model.state_dict().items():
         digest.update(k.encode() + v.detach().cpu().numpy().tobytes())

@@ -19,9 +19,9 @@ import pandas as pd
 from tqdm import tqdm
 
 from models.checkpoint import load_checkpoint, method_name
-from models.chips import MODES, Layout, check_mode, evaluate_chip, sample_chip
+from models.chips import MODES, Layout, check_mode, evaluate_chip, sample_chip, stored_layout
 from models.data import load_dataset
-from models.device import resolve_device
+from models.device import check_device_name, resolve_device
 from models.errors import ConfigError
 from models.evaluate import StoredWeights, accuracy, on_model_device, t_halfwidth
 
@@ -49,6 +49,13 @@ class Faults:
     p01_scale: float = 1.0
     p10_scale: float = 1.0
     yield_drop: float = 0.01  # a chip "yields" within this accuracy drop (0.01 = 1 point)
+    chip_files: tuple = ()  # measured chips (hwsim chip import): chip i = chip_files[i]
+
+    @property
+    def tag(self) -> str:
+        """The fault_mode written to the per-chip rows: 'flip', or 'flip (measured)' for
+        chip files (their chips must not pass for synthetic ones on --resume)."""
+        return f"{self.mode} (measured)" if self.chip_files else self.mode
 
     def check(self) -> "Faults":
         if self.model not in FAULT_MODELS:
@@ -58,6 +65,13 @@ class Faults:
             raise ConfigError(f"chips={self.chips!r}: must be an integer >= 1")
         if not (isinstance(self.yield_drop, (int, float)) and 0 <= self.yield_drop <= 1):
             raise ConfigError(f"yield_drop={self.yield_drop!r}: must be an accuracy drop in [0, 1]")
+        for f in self.chip_files:
+            if not Path(f).is_file():
+                raise ConfigError(f"chip file {str(f)!r} does not exist (make one with "
+                                  "`hwsim chip import PROFILE --out FILE.npz`)")
+        if self.chip_files and (self.model != "persistent" or self.chips != len(self.chip_files)):
+            raise ConfigError(f"{len(self.chip_files)} chip file(s) need fault model persistent "
+                              f"and chips = {len(self.chip_files)}")
         return self
 
 
@@ -173,13 +187,19 @@ def chip_sweep(checkpoint: str, arch: str, voltages: list[float], out: str | Pat
                faults: Faults, *, act_bits: int = 8, ber_model: BerModel | None = None,
                seed: int = 0, resume: bool = False, label: str | None = None,
                data_root: str | None = None, data=None, progress: bool = True,
-               device: str = "cpu") -> pd.DataFrame:
+               device: str = "cpu", executor=None) -> pd.DataFrame:
     """Evaluate `faults.chips` persistent chips of `checkpoint` along `voltages` into `out`
-    (summary rows) and chips_sidecar(out) (per-chip rows)."""
+    (summary rows) and chips_sidecar(out) (per-chip rows). `executor`: None evaluates the
+    chips here; a hwsim.executor.RayExecutor evaluates blocks of chips as Ray tasks (on its
+    nodes' devices), appending each block's rows as it finishes and the summary rows when
+    the last block has (inside an executor batch: at the batch's end)."""
     faults.check()
     out, chips_csv = Path(out), chips_sidecar(out)
     ber_model = ber_model or BerModel()
-    dev = resolve_device(device)
+    # a bad name fails before anything is written (with Ray, the nodes have the devices)
+    if executor is not None:
+        check_device_name(device)
+    dev = resolve_device(device if executor is None else "cpu")  # Ray: on the driver, CPU
     if not Path(checkpoint).is_file():
         raise ConfigError(f"checkpoint {str(checkpoint)!r} does not exist")
     if out.is_dir():
@@ -207,36 +227,67 @@ def chip_sweep(checkpoint: str, arch: str, voltages: list[float], out: str | Pat
         config["data"]["name"], data_root or config["data"].get("root"))[1]
     model.to(dev)
     stored = StoredWeights(model)
-    layout = Layout(int(stored.ints.numel()), stored.bits, word_bits, capacity)
+    layout = stored_layout(stored, word_bits, capacity)  # per-layer widths when mixed
     energy = model_energy(arch, model, q["bits"], act_bits, progress=progress)
     update_sidecar(out, label, energy)
-    xy = on_model_device(test, model)
-    clean = accuracy(model, xy)
     bers = [ber_model.ber(v) for v in grid]
-    p_max = max(bers)
     done = read_chip_rows(chips_csv)
-    done = done[(done["label"].astype(str) == label) & (done["fault_mode"] == faults.mode)
+    done = done[(done["label"].astype(str) == label) & (done["fault_mode"] == faults.tag)
                 & (done["checkpoint_sha256"].astype(str) == fingerprint)]
     per_chip = done.groupby("chip")["voltage"].apply(lambda s: set(s.round(6)))
     todo = [c for c in range(faults.chips) if c not in per_chip or not per_chip[c] >= set(grid)]
+
+    def write_chips(pending: list[dict]) -> None:
+        _append(chips_csv, pd.DataFrame(pending, columns=CHIP_COLUMNS),
+                ["label", "fault_mode", "chip", "voltage"], read_chip_rows)
+
+    def summarize(clean: float) -> pd.DataFrame:
+        return _summary(out, chips_csv, str(checkpoint), fingerprint, label, config, grid,
+                        bers, clean, faults, layout, energy, seed, len(test))
+    if executor is not None and todo:  # blocks of chips as Ray tasks (hwsim/remote.py)
+        from .remote import submit_chips
+        submit_chips(executor, str(checkpoint), fingerprint, test, device, todo,
+                     (seed, grid, bers, faults, layout, label), write_chips, summarize)
+        return read_rows(out, SWEEP_KEYS)
+    xy = on_model_device(test, model)
+    clean = accuracy(model, xy)
     pending = []
     for i, c in enumerate(tqdm(todo, desc=f"chips {label}", disable=not progress,
                                file=sys.stderr)):
-        chip = sample_chip(_chip_seed(seed, c), layout.used_bits, p_max, faults.mode,
-                           faults.stuck_q, faults.p01_scale, faults.p10_scale)
-        accs, n_err = evaluate_chip(model, xy, bers, chip, layout, stored, clean)
-        pending += [{"label": label, "checkpoint_sha256": fingerprint,
-                     "fault_mode": faults.mode, "chip": c, "voltage": v, "ber": b,
-                     "accuracy": a, "erring_bits": k}
-                    for v, b, a, k in zip(grid, bers, accs, n_err)]
+        pending += chip_rows(model, xy, c, seed, grid, bers, faults, layout, stored, clean,
+                             label, fingerprint)
         if len(pending) >= 20 * len(grid) or i == len(todo) - 1:  # every 20 chips
-            _append(chips_csv, pd.DataFrame(pending, columns=CHIP_COLUMNS),
-                    ["label", "fault_mode", "chip", "voltage"], read_chip_rows)
+            write_chips(pending)
             pending = []
+    return summarize(clean)
+
+
+def chip_rows(model, xy, c: int, seed: int, grid: list[float], bers: list[float],
+              faults: Faults, layout: Layout, stored: StoredWeights, clean: float, label: str,
+              fingerprint: str) -> list[dict]:
+    """RESULTS.chips.csv rows of chip `c` (seeded by `seed` and `c` alone) along `grid`."""
+    if faults.chip_files:  # measured (hwsim/chip_import.py)
+        from .chip_import import load_chip
+        chip = load_chip(faults.chip_files[c], faults.mode, grid, bers, seed=c)
+    else:
+        chip = sample_chip(_chip_seed(seed, c), layout.used_bits, max(bers), faults.mode,
+                           faults.stuck_q, faults.p01_scale, faults.p10_scale)
+    accs, n_err = evaluate_chip(model, xy, bers, chip, layout, stored, clean)
+    return [{"label": label, "checkpoint_sha256": fingerprint, "fault_mode": faults.tag,
+             "chip": c, "voltage": v, "ber": b, "accuracy": a, "erring_bits": k}
+            for v, b, a, k in zip(grid, bers, accs, n_err)]
+
+
+def _summary(out: Path, chips_csv: Path, checkpoint: str, fingerprint: str, label: str,
+             config: dict, grid: list[float], bers: list[float], clean: float, faults: Faults,
+             layout: Layout, energy, seed: int, test_images: int) -> pd.DataFrame:
+    """Merge the per-voltage summary rows over the chips in chips_csv into `out` (chips in
+    chip order, so the numbers do not depend on the order in which chips were written)."""
+    q = config["quantizer"]
     allc = read_chip_rows(chips_csv)
-    allc = allc[(allc["label"].astype(str) == label) & (allc["fault_mode"] == faults.mode)
+    allc = allc[(allc["label"].astype(str) == label) & (allc["fault_mode"] == faults.tag)
                 & (allc["checkpoint_sha256"].astype(str) == fingerprint)
-                & (allc["chip"] < faults.chips)]
+                & (allc["chip"] < faults.chips)].sort_values("chip", kind="stable")
     new = []
     for v, b in zip(grid, bers):
         accs = allc.loc[allc["voltage"].round(6) == v, "accuracy"].to_numpy(float)
@@ -245,12 +296,12 @@ def chip_sweep(checkpoint: str, arch: str, voltages: list[float], out: str | Pat
                     "bits": q["bits"], "bfn_rate": q.get("bfn_rate", 0.0), "voltage": v,
                     "ber": b, "acc_clean": clean, **chip_stats(accs, clean, faults.yield_drop),
                     "realizations": len(accs), "estimator": "chips",
-                    "expected_flips": b * layout.n_weights * layout.bits,
+                    "expected_flips": b * layout.n_bits,
                     "energy_uJ": scaled_energy(energy, v),
                     "energy_weight_mem_uJ": scaled_weight_memory(energy, v),
                     "energy_nominal_uJ": energy.total_uJ, "seed": seed,
-                    "test_images": len(test), "fault_model": "persistent",
-                    "fault_mode": faults.mode, "stuck_q": faults.stuck_q,
+                    "test_images": test_images, "fault_model": "persistent",
+                    "fault_mode": faults.tag, "stuck_q": faults.stuck_q,
                     "yield_drop": faults.yield_drop})
     new = pd.DataFrame(new, columns=COLUMNS + EXTRA_COLUMNS).iloc[::-1]  # low -> high V
     return _append(out, new, ["checkpoint", "voltage"], lambda p: read_rows(p, SWEEP_KEYS))
@@ -261,19 +312,36 @@ def _chip_seed(seed: int, chip: int) -> int:
     return int(seed) * 1_000_003 + int(chip)
 
 
-def faults_from_yaml(value, fail) -> Faults:
+def faults_from_yaml(value, fail, base: Path | None = None) -> Faults:
     """A study file's `faults:` mapping -> Faults; `fail(key_path, message)` raises the
-    study reader's one-line error (e.g. 'faults.mode: ...')."""
+    study reader's one-line error (e.g. 'faults.mode: ...'). `chip_files` (measured chips;
+    `chips` then defaults to their number) are relative to `base`, the study file's folder,
+    unless they exist as given."""
     if value is None:
         return Faults()
-    keys = ["model", "mode", "chips", "stuck_q", "p01_scale", "p10_scale", "yield_drop"]
+    keys = ["model", "mode", "chips", "stuck_q", "p01_scale", "p10_scale", "yield_drop",
+            "chip_files"]
     if not isinstance(value, dict):
         fail("faults", f"expected a mapping with keys {', '.join(keys)}, e.g. "
                        "{model: persistent, mode: stuck-at, chips: 100}")
     for k in value:
         if k not in keys:
             fail(f"faults.{k}", f"unknown key; valid keys: {', '.join(keys)}")
-    f = Faults(**value)
+    value = dict(value)
+    files = value.pop("chip_files", None) or []
+    if not (isinstance(files, list) and all(isinstance(x, str) for x in files)):
+        fail("faults.chip_files", "expected a list of chip files (.npz from hwsim chip import)")
+    files = tuple(x if base is None or Path(x).is_absolute() or Path(x).exists()
+                  else str(Path(base) / x) for x in files)
+    for x in files:
+        if not Path(x).is_file():
+            fail("faults.chip_files", f"{x!r} does not exist (make it with hwsim chip import)")
+    if files:
+        value.setdefault("chips", len(files))
+        if value["chips"] != len(files):
+            fail("faults.chips", f"{value['chips']!r}: with chip_files it is their number, "
+                                 f"{len(files)}")
+    f = Faults(**value, chip_files=files)
     checks = [("model", lambda v: v in FAULT_MODELS, f"valid: {', '.join(FAULT_MODELS)}"),
               ("mode", lambda v: v in MODES, f"valid: {', '.join(MODES)}"),
               ("chips", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
@@ -294,9 +362,10 @@ def _num(v) -> bool:
 
 
 def run_study_chips(study, grid, results: Path, ber_model: BerModel, get_data, progress: bool,
-                    checkpoint_of) -> bool:
+                    checkpoint_of, executor=None) -> bool:
     """A study's step 2 for `faults: {model: persistent}`: chip_sweep of every method on the
-    same chips. Returns False (nothing done) for transient studies."""
+    same chips (`executor`: see chip_sweep). Returns False (nothing done) for transient
+    studies."""
     faults = study.faults
     if faults is None or faults.model != "persistent":
         return False
@@ -304,7 +373,7 @@ def run_study_chips(study, grid, results: Path, ber_model: BerModel, get_data, p
         chip_sweep(str(checkpoint_of(study, m)), study.arch, grid, results, faults,
                    act_bits=study.act_bits, ber_model=ber_model, seed=study.seed, resume=True,
                    label=m.name, data=get_data()[1], progress=progress,
-                   device=study.device)
+                   device=study.device, executor=executor)
     return True
 
 
@@ -315,6 +384,6 @@ def study_chips_md(study, results: Path, df: pd.DataFrame) -> str:
     if faults is None or faults.model != "persistent" or not chips_sidecar(results).exists():
         return ""
     chips = read_chip_rows(chips_sidecar(results))
-    chips = chips[(chips["fault_mode"] == faults.mode) & (chips["chip"] < faults.chips)]
-    return "\n" + chips_summary_md(df, chips, [m.name for m in study.methods], faults.mode,
+    chips = chips[(chips["fault_mode"] == faults.tag) & (chips["chip"] < faults.chips)]
+    return "\n" + chips_summary_md(df, chips, [m.name for m in study.methods], faults.tag,
                                    faults.yield_drop)

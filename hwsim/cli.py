@@ -11,7 +11,7 @@ from hwsim import __version__
 from models.errors import ConfigError
 
 # module name under hwsim.commands -> loaded lazily so `hwsim --help` stays fast
-COMMANDS = ["train", "eval", "ber", "energy", "sweep", "pareto", "study", "attack"]
+COMMANDS = ["train", "eval", "ber", "energy", "sweep", "pareto", "study", "attack", "chip"]
 
 
 class Parser(argparse.ArgumentParser):

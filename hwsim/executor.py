@@ -16,6 +16,7 @@ import socket
 import sys
 from typing import Callable
 
+from models.device import check_device_name
 from models.errors import ConfigError
 
 EXECUTORS = ("serial", "ray")
@@ -40,9 +41,11 @@ def add_executor_args(p) -> None:
                         "0.25 runs four tasks per GPU (default 1)")
 
 
-def executor_from_args(args, progress: bool = True) -> "RayExecutor | None":
+def executor_from_args(args, progress: bool = True,
+                       device: str | None = None) -> "RayExecutor | None":
     """The executor the flags ask for: None for serial (flags that only Ray reads are an
-    error there), else a RayExecutor (not started yet; use it as a context manager)."""
+    error there), else a RayExecutor (not started yet; use it as a context manager) that
+    checks on start that the cluster has what `device` (default: args.device) needs."""
     if args.executor != "ray":
         for flag in ("address", "workers", "gpus_per_task"):
             if getattr(args, flag) is not None:
@@ -51,9 +54,13 @@ def executor_from_args(args, progress: bool = True) -> "RayExecutor | None":
     if args.address and args.workers:
         raise ConfigError("--workers sizes a local Ray cluster; with --address the cluster "
                           "has its own size (give one of them)")
+    device = check_device_name(device or getattr(args, "device", None) or "cpu")
+    if args.gpus_per_task is not None and device == "cpu":
+        raise ConfigError(f"--gpus-per-task {args.gpus_per_task:g}: the tasks run on the CPU "
+                          "(device cpu); give --device cuda (or auto) to run them on GPUs")
     return RayExecutor(address=args.address, workers=args.workers,
                        threads=getattr(args, "threads", None) or 1,
-                       gpus_per_task=args.gpus_per_task, progress=progress)
+                       gpus_per_task=args.gpus_per_task, progress=progress, device=device)
 
 
 def import_ray():
@@ -96,8 +103,10 @@ class RayExecutor:
     remote = True
 
     def __init__(self, address: str | None = None, workers: int | None = None,
-                 threads: int = 1, gpus_per_task: float | None = None, progress: bool = False):
+                 threads: int = 1, gpus_per_task: float | None = None, progress: bool = False,
+                 device: str | None = None):
         self.address, self.workers, self.threads = address, workers, threads
+        self.device = device  # checked against the cluster's GPUs on start (None: not)
         self.gpus_per_task, self.progress = gpus_per_task, progress
         self._started = False
         self._pending: dict = {}  # ObjectRef -> done callback
@@ -121,6 +130,11 @@ class RayExecutor:
         self._resources = ray.cluster_resources()
         self._ray = ray
         self._task = ray.remote(_call)
+        try:
+            self.gpus(self.device or "cpu")  # e.g. cuda on a cluster without GPUs
+        except ConfigError:
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *exc) -> None:
@@ -143,15 +157,22 @@ class RayExecutor:
     def gpus(self, device: str) -> tuple[str, float]:
         """(device name inside a task, GPUs the task asks Ray for). Ray gives a GPU task its
         share through CUDA_VISIBLE_DEVICES, so cuda:N becomes that task's `cuda`."""
-        if device == "cpu":
-            return "cpu", 0.0
         have = self._resources.get("GPU", 0)
-        if device == "auto" and not have:
+        if device == "cpu" or (device == "auto" and not have):
+            if self.gpus_per_task is not None:
+                raise ConfigError(f"--gpus-per-task {self.gpus_per_task:g}: the tasks run on "
+                                  f"the CPU (device {device}, cluster GPUs: {have:g}); give "
+                                  "--device cuda on a cluster with GPUs, or leave it out")
             return "cpu", 0.0
         if not have:
             raise ConfigError(f"device {device!r}: the Ray cluster has no GPU (its resources: "
-                              f"{self._resources})")
+                              f"{self._resources}); start its nodes on GPU machines or use "
+                              "--device cpu")
         return "cuda", self.gpus_per_task or 1.0
+
+    def slots(self) -> float:
+        """How many tasks of the executor's `threads` CPUs the cluster runs at once."""
+        return self._resources.get("CPU", 0) / self.threads
 
     def submit(self, fn: Callable, *args, device: str = "cpu", done: Callable | None = None,
                threads: int | None = None) -> None:

@@ -2,10 +2,12 @@
 side that submits them and writes each result the moment its task finishes.
 
 Tasks: one training per method; one evaluation point per checkpoint x voltage (sweep) and per
-checkpoint x BER (a study's `bers:`); one BFA run per method x attack seed. Each task computes
-exactly what the serial code computes for that piece, with the same seed (`point_seed`, the
-attack seed), so the numbers are the same; the driver writes them through the same locked
-merges (`append_rows`, `update_json`), so a re-run skips what is done. Data travel through
+checkpoint x BER (a study's `bers:`); one block of persistent chips per checkpoint x range of
+chips (each chip along the whole voltage grid); one BFA run per method x attack seed. Each task
+computes exactly what the serial code computes for that piece, with the same seed
+(`point_seed`, the chip seed, the attack seed), so the numbers are the same; the driver writes
+them through the same locked merges (`append_rows`, `update_json`, the chips CSV's), so a
+re-run skips what is done. Data travel through
 Ray's object store; checkpoints are read from their paths (every node needs the same files:
 a task checks the checkpoint's hash against the driver's).
 """
@@ -71,6 +73,48 @@ def submit_points(executor, checkpoint: str, sha: str, test, device: str,
                             ber, seed, kw, device=device, done=lambda r, k=key: finish(k, *r))
 
 
+CHIP_BLOCK_MAX = 20  # chips per task at most (the serial run also writes every 20 chips)
+
+
+def eval_chips(checkpoint: str, sha: str, device: str, data, data_key: str, chips: list[int],
+               seed: int, grid: list[float], bers: list[float], faults, layout, label: str):
+    """Task: (clean accuracy, RESULTS.chips.csv rows) of a block of chips along the grid."""
+    from .chips import chip_rows
+    model, xy, stored, clean = _network(checkpoint, sha, device, data, data_key)
+    return clean, [r for c in chips for r in chip_rows(model, xy, c, seed, grid, bers, faults,
+                                                        layout, stored, clean, label, sha)]
+
+
+def chip_blocks(todo: list[int], slots: float) -> list[list[int]]:
+    """`todo` cut into consecutive blocks: about 4 per task slot of the cluster (so slots
+    stay busy while blocks differ in run time), at most CHIP_BLOCK_MAX chips each."""
+    size = max(1, min(CHIP_BLOCK_MAX, -(-len(todo) // max(1, int(4 * slots)))))
+    return [todo[i:i + size] for i in range(0, len(todo), size)]
+
+
+def submit_chips(executor, checkpoint: str, sha: str, test, device: str, todo: list[int],
+                 args: tuple, write, summarize) -> None:
+    """chip_sweep's chips `todo` as eval_chips tasks (`args`: seed, grid, bers, faults,
+    layout, label); `write(rows)` runs here as each block finishes, `summarize(clean)` after
+    the last one."""
+    ref = executor.put(test)
+    device = check_device_name(device)
+    task_device, _ = executor.gpus(device)
+    blocks = chip_blocks(todo, executor.slots())
+    left = [len(blocks)]
+
+    def finish(result):
+        clean, rows = result
+        write(rows)
+        left[0] -= 1
+        if not left[0]:
+            summarize(clean)
+    with executor.batch(f"ray: chips {Path(checkpoint).name}"):
+        for block in blocks:
+            executor.submit(eval_chips, _abs(checkpoint), sha, task_device, ref, ref.hex(),
+                            block, *args, device=device, done=finish)
+
+
 def submit_sweep(executor, out: Path, config: dict, label: str, energy, todo: list[float],
                  test, device: str, ber_model, kw: dict, seed: int, checkpoint: str,
                  fingerprint: str) -> pd.DataFrame:
@@ -126,8 +170,10 @@ def run_remote(study, executor, get_data, log) -> None:
                             done=lambda p, n=m.name: log(f"== trained {n}"))
     with executor.batch("ray: points"):
         faults = getattr(study, "faults", None)
-        if faults is None or faults.model != "persistent":  # persistent chips: run_study's
+        if faults is None or faults.model != "persistent":
             _submit_sweeps(study, executor, get_data)
+        else:
+            _submit_chips(study, executor, get_data)
         if study.bers:
             _submit_fixed_bers(study, executor, get_data()[1])
         if study.attacks.bfa_seeds > 0:
@@ -146,6 +192,17 @@ def _submit_sweeps(study, executor, get_data) -> None:
               realizations=study.monte_carlo.realizations, ci_target=study.monte_carlo.ci_target,
               seed=study.seed, resume=True, label=m.name, data=get_data()[1], progress=False,
               device=study.device, executor=executor)
+
+
+def _submit_chips(study, executor, get_data) -> None:
+    """A persistent study's chips (run_study_chips) as blocks of chips, every method's."""
+    from .ber import BerModel
+    from .chips import run_study_chips
+    from .study import checkpoint_path
+    from .sweep import voltage_grid
+    grid = voltage_grid(study.voltages.min, study.voltages.max, study.voltages.step)
+    run_study_chips(study, grid, study.out_dir / "results.csv", BerModel.load(study.ber_model),
+                    get_data, False, checkpoint_path, executor=executor)
 
 
 def _submit_fixed_bers(study, executor, test) -> None:

@@ -117,15 +117,18 @@ def plotly_js_src(report: Path, shared_dir: str | Path | None = None) -> str:
 def write_report(df: pd.DataFrame, out: str | Path, *, title: str = DEFAULT_TITLE,
                  energy_layers: dict[str, list[dict]] | None = None,
                  notes: str = "", table: pd.DataFrame | None = None,
-                 plotly_dir: str | Path | None = None) -> pd.DataFrame:
+                 plotly_dir: str | Path | None = None,
+                 extra_figs: list[go.Figure] | None = None) -> pd.DataFrame:
     """Write the HTML report; returns the frontier. The page loads plotly.js from a
-    plotly.min.js in `plotly_dir` (default: next to it; see plotly_js_src)."""
+    plotly.min.js in `plotly_dir` (default: next to it; see plotly_js_src). `extra_figs`
+    (e.g. hwsim.chips_figures.chip_figures) follow the voltage plot."""
     out = Path(out)
     front = frontier(df)
     colors = _colors(list(dict.fromkeys(df["label"])))
     figs = [fig_pareto(df, front, colors),
             fig_vs(df, colors, "ber", "Accuracy vs bit error rate", log_x=True),
             fig_vs(df, colors, "voltage", "Accuracy vs weight-memory supply voltage", False)]
+    figs += list(extra_figs or [])
     for name, layers in (energy_layers or {}).items():
         figs.append(fig_layers(layers, f"Energy per layer at nominal voltage: {name}"))
     table = lowest_energy_within(df) if table is None else table

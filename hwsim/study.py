@@ -12,7 +12,7 @@ import platform
 import re
 import shlex
 import sys
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -30,7 +30,7 @@ from .pareto import TABLE_COLUMNS, lowest_energy_within, readable_table
 from .study_spec import Method, Reference, Study
 from .sweep import energy_sidecar, read_rows, sweep, voltage_grid
 
-REPORT_VERSION = "8"  # bump when the report/summary layout changes: finished studies redo it
+REPORT_VERSION = "9"  # bump when the report/summary layout changes: finished studies redo it
 
 
 def _slug(name: str) -> str:
@@ -44,7 +44,7 @@ def checkpoint_path(study: Study, m: Method) -> Path:
 def train_config(study: Study, m: Method) -> TrainConfig:
     t = study.training
     return TrainConfig(model=study.network, data=study.data, data_root=study.data_root,
-                       quantizer=m.quantizer, bits=m.bits,
+                       quantizer=m.quantizer, bits=m.bits, layer_bits=m.layer_bits or None,
                        bfn_rate=t.bfn_rate if m.bfn else 0.0, quantizer_params=dict(m.params),
                        epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, momentum=t.momentum,
                        weight_decay=t.weight_decay, seed=study.seed, init_from=t.init_from)
@@ -56,7 +56,7 @@ def _trained(path: Path, cfg: TrainConfig) -> bool:
     if not path.exists():
         return False
     ck = read_checkpoint(path)
-    if ck["config"]["train"] != asdict(cfg):
+    if ck["config"]["train"] != cfg.recipe():
         raise ConfigError(f"{path} was trained with another recipe than the study now asks "
                           "for; delete it (and its rows in results.csv) to retrain, or give "
                           "the changed method a new name")
@@ -178,7 +178,7 @@ def run_study(study: Study, progress: bool = True, log=print,
     grid = voltage_grid(study.voltages.min, study.voltages.max, study.voltages.step)
     ber_model = BerModel.load(study.ber_model)
     chips = run_study_chips(study, grid, results, ber_model, get_data, progress,
-                            checkpoint_path)  # issue 18: persistent chips instead of sweep
+                            checkpoint_path, executor)  # issue 18: chips instead of sweep
     for m in [] if chips else study.methods:
         sweep(str(checkpoint_path(study, m)), study.arch, grid, results, act_bits=study.act_bits,
               ber_model=ber_model, realizations=study.monte_carlo.realizations,
@@ -199,6 +199,7 @@ def run_study(study: Study, progress: bool = True, log=print,
         return None
     # 5. frontier, report, summary: only when results changed since they were written
     from .report import PLOTLY_JS, write_report  # plotly: not needed by --only runs
+    from .chips_figures import study_chip_figures
     study = full
     df = read_rows(results)
     df = in_study_order(df, study)
@@ -222,7 +223,8 @@ def run_study(study: Study, progress: bool = True, log=print,
                  f"{ber_model.source}; accuracy = mean over bit-error realizations with 95% CI.")
         front = write_report(df, out / "report.html", title=f"hwsim study: {study.name}",
                              energy_layers=layers, notes=notes, table=table,
-                             plotly_dir=out.parent)  # one plotly.min.js for all studies
+                             plotly_dir=out.parent,  # one plotly.min.js for all studies
+                             extra_figs=study_chip_figures(study, results, df))
         write_text_atomic(out / "frontier.csv", front.to_csv(index=False))
         write_text_atomic(out / "summary.md", _summary_md(study, table, dataset)
                           + study_chips_md(study, results, df))

@@ -66,6 +66,7 @@ class Method:
     bfn: bool = False
     params: dict = field(default_factory=dict)
     checkpoint: str | None = None  # use an existing checkpoint instead of training
+    layer_bits: dict = field(default_factory=dict)  # {layer: bits} overriding bits
 
 
 @dataclass
@@ -215,6 +216,24 @@ def _device(r: _Reader, value) -> str:
         r.fail("device", str(e).removeprefix("device "))
 
 
+def _layer_bits(r, d, path: str, network: str) -> dict:
+    """A method's {layer: bits} (mixed precision), every name a Conv2d/Linear of the network."""
+    if d is None:
+        return {}
+    if not isinstance(d, dict) or not d:
+        r.fail(path, "must be a mapping of layer name to weight bits, e.g. {conv1: 8}")
+    import torch.nn as nn
+    from models.networks import create_model
+    net = create_model(network)  # layer names do not depend on classes or channels
+    names = [n for n, m in net.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    for k, v in d.items():
+        if k not in names:
+            r.fail(f"{path}.{k}", f"{network} has no Conv2d/Linear layer {k!r}; layers: "
+                                  f"{', '.join(names[:10])}{' ...' if len(names) > 10 else ''}")
+        r.number(v, f"{path}.{k}", 2, 8, integer=True)
+    return dict(d)
+
+
 def load_study(path: str | Path) -> Study:
     file = Path(path)
     if not file.is_file():
@@ -256,7 +275,8 @@ def load_study(path: str | Path) -> Study:
             r.fail(f"{p}.params", f"not accepted by quantizer {q!r} ({e})")
         except ConfigError as e:
             r.fail(f"{p}.params", str(e))
-        methods.append(Method(name, q, bits, bfn, params, m.get("checkpoint")))
+        layer_bits = _layer_bits(r, m.get("layer_bits"), f"{p}.layer_bits", network)
+        methods.append(Method(name, q, bits, bfn, params, m.get("checkpoint"), layer_bits))
 
     pos_int = lambda lo: (lambda v, p: r.number(v, p, lo, None, integer=True))
     pos = lambda v, p: r.number(v, p, 1e-12)
@@ -297,4 +317,4 @@ def load_study(path: str | Path) -> Study:
                  results_dir=_results_dir(r, d.get("results_dir")),
                  reference=_reference(r, d.get("reference")),
                  device=_device(r, d.get("device", "cpu")),
-                 faults=faults_from_yaml(d.get("faults"), r.fail))
+                 faults=faults_from_yaml(d.get("faults"), r.fail, base))

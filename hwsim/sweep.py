@@ -45,9 +45,12 @@ def voltage_grid(vmin: float, vmax: float, step: float) -> list[float]:
 
 def model_energy(arch: str, model, weight_bits: int, act_bits: int = 8,
                  progress: bool = True) -> NetworkEnergy:
-    """Nominal-voltage energy per inference of a (quantized) model on an arch file."""
+    """Nominal-voltage energy per inference of a (quantized) model on an arch file; layers
+    quantized to another width than `weight_bits` (mixed precision) keep their own."""
+    from models.quant import layer_widths
+    mixed = {n: b for n, b in layer_widths(model).items() if b != weight_bits}
     layers = extract_layers(model, input_shape(model), weight_bits=weight_bits,
-                            act_bits=act_bits)
+                            act_bits=act_bits, layer_bits=mixed)
     return network_energy(arch, layers, progress=progress)
 
 

@@ -95,11 +95,13 @@ def _pair(v) -> tuple[int, int]:
 
 
 def extract_layers(model, input_shape: Sequence[int] = (3, 32, 32), weight_bits: int = 8,
-                   act_bits: int = 8) -> list[LayerShape]:
+                   act_bits: int = 8, layer_bits: dict | None = None) -> list[LayerShape]:
     """One LayerShape per nn.Conv2d / nn.Linear call in a batch-1 forward pass.
 
     `input_shape` is (C, H, W) without the batch dimension. Layers are returned in call
     order and named by their module path (a module called twice gets `#2`, `#3`, ...).
+    `layer_bits` {module path: bits} gives those layers another weight word width
+    (mixed precision; each width is its own shape in the mapping cache).
     """
     import torch
     from torch import nn
@@ -112,6 +114,11 @@ def extract_layers(model, input_shape: Sequence[int] = (3, 32, 32), weight_bits:
     check_supported(model, "map")  # e.g. a Conv1d would be left out of the energy silently
 
     names = {m: n for n, m in model.named_modules()}
+    layer_bits = dict(layer_bits or {})
+    unknown = sorted(set(layer_bits) - set(names.values()))
+    if unknown:
+        raise ConfigError(f"layer_bits: no layer named {unknown[0]!r} in the model")
+    wbits = lambda mod: int(layer_bits.get(names.get(mod), weight_bits))
     layers: list[LayerShape] = []
     seen: dict[str, int] = {}
 
@@ -137,7 +144,7 @@ def extract_layers(model, input_shape: Sequence[int] = (3, 32, 32), weight_bits:
             kernel=_pair(mod.kernel_size), output=(int(output.shape[-2]), int(output.shape[-1])),
             input=(int(x.shape[-2]), int(x.shape[-1])), stride=_pair(mod.stride),
             padding=_pair(padding), groups=int(mod.groups),
-            weight_bits=int(weight_bits), act_bits=int(act_bits)))
+            weight_bits=wbits(mod), act_bits=int(act_bits)))
 
     def linear_hook(mod, inputs, output):
         x = inputs[0]
@@ -147,7 +154,7 @@ def extract_layers(model, input_shape: Sequence[int] = (3, 32, 32), weight_bits:
             name=_name(mod), kind="linear",
             in_channels=int(mod.in_features), out_channels=int(mod.out_features),
             kernel=(1, 1), output=(positions, 1), input=(positions, 1),
-            weight_bits=int(weight_bits), act_bits=int(act_bits)))
+            weight_bits=wbits(mod), act_bits=int(act_bits)))
 
     handles = []
     for mod in model.modules():

@@ -175,6 +175,9 @@ class BitSearch:
         self.stored = StoredWeights(model)
         self.names = [n for n, _ in quant_layers(model)]
         self.bits = self.stored.bits
+        if self.bits is None:
+            raise ConfigError(f"bit-flip attacks on mixed weight widths "
+                              f"{sorted(set(self.stored.layer_bits))} are not supported yet")
         self.device = self.stored.ints.device
         self.bitw = bit_weights(self.bits).to(self.device)
         self.clean = self.stored.ints.clone()

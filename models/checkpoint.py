@@ -27,7 +27,8 @@ def build_model(config: dict) -> nn.Module:
                              in_channels=m.get("in_channels"))
     q = config.get("quantizer")
     if q:
-        quantize_model(model, q["name"], q["bits"], q.get("bfn_rate", 0.0), **q.get("params", {}))
+        quantize_model(model, q["name"], q["bits"], q.get("bfn_rate", 0.0),
+                       layer_bits=q.get("layer_bits"), **q.get("params", {}))
     return model
 
 
@@ -86,6 +87,11 @@ def _check_config(ckpt: dict, path) -> None:
                           not isinstance(q.get("bits"), int)):
         raise ConfigError(f"{where}: config.quantizer must be null or a mapping with name (str) "
                           f"and bits (int), got {q!r}")
+    lb = (q or {}).get("layer_bits")
+    if lb is not None and (not isinstance(lb, dict) or not all(
+            isinstance(k, str) and isinstance(v, int) for k, v in lb.items())):
+        raise ConfigError(f"{where}: config.quantizer.layer_bits must be a mapping of layer "
+                          f"name (str) to bits (int), got {lb!r}")
     if not isinstance(cfg.get("data"), dict) or not isinstance(ckpt.get("model_state"), dict):
         raise ConfigError(f"{where}: config.data or model_state is missing")
 

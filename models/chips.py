@@ -20,7 +20,8 @@ word by word into the memory's `word_bits`-wide words: floor(word_bits / bits) w
 word (16 4-bit weights in a 64-bit word), weight i in word i // per_word at columns
 (i % per_word) * bits + j for its bit j (LSB j = 0; bits of one weight in adjacent columns),
 columns a word cannot fill stay unused. Cell address = word * word_bits + column. A network
-whose words exceed `capacity_bits` is an error.
+whose words exceed `capacity_bits` is an error. Mixed precision: each stretch of consecutive
+layers of one width is packed this way at its own width, starting at a fresh word.
 
 Failure modes (what a faulty cell reads):
 - 'flip': the inverse of the stored bit (the transient model's behaviour);
@@ -49,11 +50,17 @@ BLOCK_BITS = 1 << 16  # cells per independently seeded block (1024 64-bit words)
 
 @dataclass(frozen=True)
 class Layout:
-    """Where each stored weight bit sits in the weight memory (see the module docstring)."""
+    """Where each stored weight bit sits in the weight memory (see the module docstring).
+
+    Mixed precision: `segments` ((n_weights, bits), ...) are runs of consecutive layers of one
+    width (StoredWeights order); each run is packed as above starting at a fresh word, and
+    logical positions number the bits run after run (faults.MixedWidths). None: one run of
+    n_weights `bits`-bit weights (then bits is the width; with segments, the widest)."""
     n_weights: int
     bits: int
     word_bits: int = 64
     capacity_bits: int | None = None
+    segments: tuple | None = None
 
     def __post_init__(self):
         if not (isinstance(self.word_bits, int) and self.word_bits >= self.bits):
@@ -65,22 +72,57 @@ class Layout:
                 f"weights need {self.words} {self.word_bits}-bit words = {self.used_bits} bits, "
                 f"the memory holds {self.capacity_bits} bits")
 
+    def _runs(self) -> np.ndarray:
+        """Per run: n, bits, per_word, first logical bit, first word (int64 columns)."""
+        segs = self.segments or ((self.n_weights, self.bits),)
+        rows, lbit, word = [], 0, 0
+        for n, b in segs:
+            pw = self.word_bits // b
+            rows.append((n, b, pw, lbit, word))
+            lbit, word = lbit + n * b, word + -(-n // pw)
+        return np.array(rows, dtype=np.int64).reshape(-1, 5)
+
     @property
     def per_word(self) -> int:
         return self.word_bits // self.bits
 
     @property
     def words(self) -> int:
+        if self.segments:
+            r = self._runs()
+            return int(r[-1, 4] + -(-r[-1, 0] // r[-1, 2]))
         return -(-self.n_weights // self.per_word)
+
+    @property
+    def n_bits(self) -> int:
+        """Stored weight bits (sum of n * bits over the runs)."""
+        return int((self._runs()[:, 0] * self._runs()[:, 1]).sum())
 
     @property
     def used_bits(self) -> int:
         """Cells from address 0 up to the end of the last word that holds a weight."""
         return self.words * self.word_bits
 
+    def weight_bit(self, positions) -> tuple[np.ndarray, np.ndarray]:
+        """Logical positions -> (weight index, bit index within that weight)."""
+        pos = np.asarray(positions, dtype=np.int64)
+        if not self.segments:
+            return pos // self.bits, pos % self.bits
+        r = self._runs()
+        s = np.searchsorted(r[:, 3], pos, side="right") - 1
+        local, b = pos - r[s, 3], r[s, 1]
+        starts = np.concatenate([[0], np.cumsum(r[:, 0])[:-1]])
+        return starts[s] + local // b, local % b
+
     def address(self, positions) -> np.ndarray:
         """Logical bit positions (weight i, bit j -> i * bits + j) -> cell addresses."""
         pos = np.asarray(positions, dtype=np.int64)
+        if self.segments:
+            r = self._runs()
+            s = np.searchsorted(r[:, 3], pos, side="right") - 1
+            local, b, pw = pos - r[s, 3], r[s, 1], r[s, 2]
+            i, j = local // b, local % b
+            return (r[s, 4] + i // pw) * self.word_bits + (i % pw) * b + j
         i, j = pos // self.bits, pos % self.bits
         return (i // self.per_word) * self.word_bits + (i % self.per_word) * self.bits + j
 
@@ -88,10 +130,35 @@ class Layout:
         """Cell addresses -> logical bit positions; -1 where a cell holds no weight bit."""
         a = np.asarray(addresses, dtype=np.int64)
         word, col = a // self.word_bits, a % self.word_bits
+        if self.segments:
+            r = self._runs()
+            s = np.clip(np.searchsorted(r[:, 4], word, side="right") - 1, 0, None)
+            b, pw = r[s, 1], r[s, 2]
+            slot, j = col // b, col % b
+            i = (word - r[s, 4]) * pw + slot
+            ok = (slot < pw) & (i < r[s, 0]) & (a >= 0)
+            return np.where(ok, r[s, 3] + i * b + j, -1)
         slot, j = col // self.bits, col % self.bits
         i = word * self.per_word + slot
         ok = (slot < self.per_word) & (i < self.n_weights) & (a >= 0)
         return np.where(ok, i * self.bits + j, -1)
+
+
+def stored_layout(stored: StoredWeights, word_bits: int = 64,
+                  capacity_bits: int | None = None) -> Layout:
+    """The Layout of these stored weights: one run when every layer has one width, else a run
+    per stretch of consecutive layers of one width (mixed precision)."""
+    n = int(stored.ints.numel())
+    if stored.bits is not None:
+        return Layout(n, stored.bits, word_bits, capacity_bits)
+    runs: list[list[int]] = []
+    for size, b in zip(stored.sizes, stored.layer_bits):
+        if runs and runs[-1][1] == b:
+            runs[-1][0] += size
+        else:
+            runs.append([size, b])
+    return Layout(n, max(stored.layer_bits), word_bits, capacity_bits,
+                  tuple((int(a), int(b)) for a, b in runs))
 
 
 @dataclass
@@ -116,7 +183,8 @@ class Chip:
         pos = layout.logical(self.addresses)
         keep = pos >= 0
         pos, t = pos[keep], self.thresholds[keep]
-        stored = (unsigned[pos // layout.bits] >> (pos % layout.bits)) & 1
+        i, j = layout.weight_bit(pos)
+        stored = (unsigned[i] >> j) & 1
         if self.mode == "asymmetric":
             limit = np.where(stored == 0, self.p01_scale, self.p10_scale) * ber
             return pos[t < limit]
@@ -171,8 +239,7 @@ def sample_chip(seed: int, n_cells: int, p_max: float, mode: str = "flip", q: fl
 def model_layout(model: nn.Module, word_bits: int = 64,
                  capacity_bits: int | None = None) -> Layout:
     """The Layout of a quantized model's stored weights (its quant_layers order)."""
-    stored = StoredWeights(model)
-    return Layout(int(stored.ints.numel()), stored.bits, word_bits, capacity_bits)
+    return stored_layout(StoredWeights(model), word_bits, capacity_bits)
 
 
 @torch.no_grad()
@@ -186,7 +253,8 @@ def evaluate_chip(model: nn.Module, data, bers, chip: Chip, layout: Layout,
     x, y = on_model_device(data, model)
     model.eval()
     stored = stored or StoredWeights(model)
-    unsigned = to_unsigned(stored.ints, stored.bits).cpu().numpy()
+    unsigned = (to_unsigned(stored.ints, stored.bits) if stored.bits is not None else
+                stored.widths.to_unsigned(stored.ints.reshape(-1))).cpu().numpy()
     if clean is None:
         clean = float(hit_rate(model, x, y))
     seen: dict[bytes, int] = {b"": -1}  # erring set -> index into `results` (-1: clean)

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from .device import autotuned, model_device
 from .errors import ConfigError
-from .faults import PositionSampler, flip_positions, sample_flip_count
+from .faults import MixedWidths, PositionSampler, flip_positions, sample_flip_count
 from .quant import quant_layers
 
 
@@ -95,17 +95,19 @@ def accuracy(model: nn.Module, data, batch_size: int | None = None) -> float:
 
 class StoredWeights:
     """The clean stored integers of every quantized layer, flattened into one vector, so a
-    realization draws K ~ Binomial(N*b, p) once for the whole memory."""
+    realization draws K ~ Binomial(sum_l N_l * b_l, p) once for the whole memory.
+
+    `layer_bits`: each layer's width. `bits`: the width when all layers share one (the
+    plain numbering i * bits + j), else None and `widths` (faults.MixedWidths) numbers the
+    bits layer by layer; `coding` is whichever of the two flip_positions takes."""
 
     def __init__(self, model: nn.Module):
         self.layers = [m for _, m in quant_layers(model)]
         if not self.layers:
             raise ConfigError("the model has no quantized layers: bit errors need stored "
                               "integers (train with a quantizer)")
-        bits = {m.quantizer.bits for m in self.layers}
-        if len(bits) != 1:
-            raise ConfigError(f"mixed weight bit widths {sorted(bits)} are not supported")
-        self.bits = bits.pop()
+        self.layer_bits = [m.quantizer.bits for m in self.layers]
+        self.bits = self.layer_bits[0] if len(set(self.layer_bits)) == 1 else None
         ints, self.scales, self.shapes = [], [], []
         with torch.no_grad():
             for m in self.layers:
@@ -115,7 +117,9 @@ class StoredWeights:
                 self.shapes.append(m.weight.shape)
         self.sizes = [t.numel() for t in ints]
         self.ints = torch.cat(ints)
-        self.n_bits = self.ints.numel() * self.bits
+        self.widths = MixedWidths(self.sizes, self.layer_bits, self.ints.device)
+        self.n_bits = self.widths.n_bits  # = ints.numel() * bits when uniform
+        self.coding = self.bits if self.bits is not None else self.widths
 
     def weights(self, ints: torch.Tensor) -> list[torch.Tensor]:
         parts = torch.split(ints, self.sizes)
@@ -129,7 +133,7 @@ class StoredWeights:
 
     def flipped(self, positions) -> list[torch.Tensor]:
         """The weights with these bit positions flipped (numpy array or tensor)."""
-        return self.weights(flip_positions(self.ints, self.bits, positions))
+        return self.weights(flip_positions(self.ints, self.coding, positions))
 
     @contextlib.contextmanager
     def installed(self, weights: list[torch.Tensor]):

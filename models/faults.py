@@ -80,13 +80,54 @@ class PositionSampler:
         return sample_positions_on(self.n_bits, k, self.gen)
 
 
-def flip_positions(ints: torch.Tensor, bits: int, positions) -> torch.Tensor:
+class MixedWidths:
+    """Bit positions over integers of per-layer widths (mixed precision): layer l holds
+    sizes[l] integers of widths[l] bits, its bits follow all bits of the layers before it,
+    and its integer i's bit j is position start_l + i * widths[l] + j. With one width this is
+    the uniform numbering i * bits + j. n_bits = sum(sizes[l] * widths[l])."""
+
+    def __init__(self, sizes, widths, device="cpu"):
+        self.sizes, self.widths = [int(n) for n in sizes], [int(b) for b in widths]
+        counts = [n * b for n, b in zip(self.sizes, self.widths)]
+        self.n_bits = sum(counts)
+        t = lambda v: torch.tensor(v, dtype=torch.int64, device=device)
+        self.bit_starts = t([sum(counts[:l]) for l in range(len(counts))])
+        self.int_starts = t([sum(self.sizes[:l]) for l in range(len(self.sizes))])
+        self.width_of_layer = t(self.widths)
+        # per integer: its width (the two's-complement modulus of its pattern)
+        self.per_int = torch.repeat_interleave(self.width_of_layer, t(self.sizes)).to(torch.int32)
+
+    def split(self, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Positions -> (integer index, bit index within that integer)."""
+        layer = torch.searchsorted(self.bit_starts, pos, right=True) - 1
+        local, b = pos - self.bit_starts[layer], self.width_of_layer[layer]
+        return self.int_starts[layer] + local // b, local % b
+
+    def to_unsigned(self, flat: torch.Tensor) -> torch.Tensor:
+        """Flat signed integers -> their patterns, each in its own width (int32)."""
+        return torch.remainder(flat.to(torch.int32), torch.bitwise_left_shift(1, self.per_int))
+
+    def from_unsigned(self, u: torch.Tensor) -> torch.Tensor:
+        """Patterns -> signed integers, each in its own width (inverse of to_unsigned)."""
+        w = self.per_int
+        return torch.where(u >= torch.bitwise_left_shift(1, w - 1),
+                           u - torch.bitwise_left_shift(1, w), u)
+
+    def to(self, device) -> "MixedWidths":
+        """The same numbering with its index tensors on `device`."""
+        return MixedWidths(self.sizes, self.widths, device)
+
+
+def flip_positions(ints: torch.Tensor, bits, positions) -> torch.Tensor:
     """Return a copy of the flat signed-integer tensor `ints` with the given bit positions
-    flipped; position i is bit (i % bits) of integer (i // bits)."""
+    flipped; position i is bit (i % bits) of integer (i // bits). `bits` may be a
+    MixedWidths (per-layer widths, its numbering)."""
     flat = ints.reshape(-1)
     if len(positions) == 0:
         return flat.clone().reshape(ints.shape)
     pos = torch.as_tensor(positions).to(flat.device)  # numpy (host draws) or a device tensor
+    if isinstance(bits, MixedWidths):
+        return _flip_mixed(flat, bits, pos).to(ints.dtype).reshape(ints.shape)
     idx, bit = pos // bits, pos % bits
     # distinct positions -> distinct (idx, bit) pairs, so summing the bit masks of one
     # integer equals OR-ing them; XOR with that mask flips each chosen bit once
@@ -95,6 +136,16 @@ def flip_positions(ints: torch.Tensor, bits: int, positions) -> torch.Tensor:
                                                      bit.to(torch.int32)), accumulate=True)
     u = to_unsigned(flat, bits) ^ mask
     return from_unsigned(u, bits).to(ints.dtype).reshape(ints.shape)
+
+
+def _flip_mixed(flat: torch.Tensor, widths: MixedWidths, pos: torch.Tensor) -> torch.Tensor:
+    if widths.per_int.device != flat.device:
+        widths = widths.to(flat.device)
+    idx, bit = widths.split(pos)
+    mask = torch.zeros(flat.numel(), dtype=torch.int32, device=flat.device)
+    mask.index_put_((idx,), torch.bitwise_left_shift(torch.ones_like(bit, dtype=torch.int32),
+                                                     bit.to(torch.int32)), accumulate=True)
+    return widths.from_unsigned(widths.to_unsigned(flat) ^ mask)
 
 
 def flip_random_bits(ints: torch.Tensor, bits: int, p: float,

@@ -318,20 +318,71 @@ def check_supported(model: nn.Module, what: str = "quantize") -> None:
                           "(normalisation layers stay float)")
 
 
-def quantize_model(model: nn.Module, quantizer: str, bits: int = 4, bfn_rate: float = 0.0,
-                   **params) -> nn.Module:
-    """Replace every Conv2d/Linear (in place) by its quantized twin, one range per layer."""
+def resolve_layer_bits(model: nn.Module, bits, layer_bits=None) -> dict[str, int]:
+    """Weight bits of every (not yet quantized) Conv2d/Linear, by module path. bits: an int
+    (all layers), a {layer: bits} dict naming every layer, or a callable(name, module) ->
+    bits (None: 4); layer_bits: {layer: bits} overrides. Unknown names are a ConfigError."""
+    names = [n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))
+             and not isinstance(m, QuantLayer)]
+    modules = dict(model.named_modules())
+    listed = lambda: ", ".join(names[:8]) + (" ..." if len(names) > 8 else "")
+    for what, d in (("bits", bits), ("layer_bits", layer_bits)):
+        unknown = [k for k in d if k not in names] if isinstance(d, dict) else []
+        if unknown:
+            raise ConfigError(f"{what}: no Conv2d/Linear layer named {unknown[0]!r}; layers: "
+                              f"{listed()}")
+    if isinstance(bits, dict):
+        missing = [n for n in names if n not in bits and n not in (layer_bits or {})]
+        if missing:
+            raise ConfigError(f"bits: layer {missing[0]!r} has no width; a bits dict names "
+                              "every layer (or pass bits=int and layer_bits={layer: bits})")
+        out = {n: bits.get(n) for n in names}
+    elif callable(bits):
+        out = {n: bits(n, modules[n]) for n in names}
+        out = {n: 4 if b is None else b for n, b in out.items()}
+    else:
+        out = {n: bits for n in names}
+    out.update(layer_bits or {})
+    for n, b in out.items():
+        if b != bits and not (isinstance(b, int) and not isinstance(b, bool) and 2 <= b <= 8):
+            raise ConfigError(f"bits of layer {n!r}: {b!r}: weight bits must be an integer "
+                              "from 2 to 8")
+    return out
+
+
+def quantize_model(model: nn.Module, quantizer: str, bits=4, bfn_rate: float = 0.0,
+                   layer_bits: dict | None = None, **params) -> nn.Module:
+    """Replace every Conv2d/Linear (in place) by its quantized twin, one range per layer;
+    per-layer widths through `bits`/`layer_bits` (resolve_layer_bits)."""
     if not 0 <= bfn_rate <= 0.5:
         raise ConfigError(f"bfn_rate={bfn_rate!r}: must be in [0, 0.5]")
     check_supported(model)
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if isinstance(child, (nn.Conv2d, nn.Linear)) and not isinstance(child, QuantLayer):
-                q = create_quantizer(quantizer, bits, **params)
-                q.init_from(child.weight.detach())
-                setattr(parent, name, _make_quant(child, q, bfn_rate))
+    widths = resolve_layer_bits(model, bits, layer_bits)
+    for b in set(widths.values()):
+        create_quantizer(quantizer, b, **params)  # every width checked before any change
+    for full, child in [(n, m) for n, m in model.named_modules() if n in widths]:
+        parent = model.get_submodule(full.rpartition(".")[0])
+        q = create_quantizer(quantizer, widths[full], **params)
+        q.init_from(child.weight.detach())
+        setattr(parent, full.rpartition(".")[2], _make_quant(child, q, bfn_rate))
     post_step(model)
     return model
+
+
+def layer_widths(model: nn.Module) -> dict[str, int]:
+    """{layer: weight bits} of every quantized layer (quant_layers order)."""
+    return {n: m.quantizer.bits for n, m in quant_layers(model)}
+
+
+def split_widths(model: nn.Module) -> tuple[int, dict[str, int]]:
+    """(default bits, {layer: bits} of the layers that differ): the default is the width most
+    layers use (ties: the smaller); a uniform model gives (bits, {})."""
+    widths = layer_widths(model)
+    if not widths:
+        return 8, {}
+    counts = {b: list(widths.values()).count(b) for b in set(widths.values())}
+    default = min(counts, key=lambda b: (-counts[b], b))
+    return default, {n: b for n, b in widths.items() if b != default}
 
 
 def quant_layers(model: nn.Module) -> list[tuple[str, QuantLayer]]:

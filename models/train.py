@@ -41,6 +41,15 @@ class TrainConfig:
     weight_decay: float = 5e-4
     seed: int = 0
     init_from: str | None = None  # checkpoint to fine-tune from (e.g. a float baseline)
+    layer_bits: dict | None = None  # {layer: bits} overriding `bits` (mixed precision)
+
+    def recipe(self) -> dict:
+        """The fields as a dict (checkpoint config.train); layer_bits only when set, so
+        uniform-width recipes read as before mixed precision existed."""
+        d = asdict(self)
+        if not d["layer_bits"]:
+            del d["layer_bits"]
+        return d
 
     def validate(self) -> None:
         if self.model not in NETWORKS and not is_spec(self.model):
@@ -56,6 +65,8 @@ class TrainConfig:
             raise ConfigError(f"lr={self.lr!r}: must be > 0")
         if not 0 <= self.bfn_rate <= 0.5:
             raise ConfigError(f"bfn_rate={self.bfn_rate!r}: must be in [0, 0.5]")
+        if self.layer_bits and self.quantizer is None:
+            raise ConfigError("layer_bits needs a quantizer (a float model stores no integers)")
         if self.bfn_rate > 0 and self.quantizer is None:
             raise ConfigError("bit-flip noise training needs a quantizer (stored integers)")
 
@@ -65,6 +76,8 @@ class TrainConfig:
         if self.quantizer:
             q = {"name": self.quantizer, "bits": self.bits, "bfn_rate": self.bfn_rate,
                  "params": dict(self.quantizer_params)}
+            if self.layer_bits:
+                q["layer_bits"] = dict(self.layer_bits)
         model = {"name": self.model, "num_classes": num_classes, "in_channels": in_channels}
         if is_spec(self.model):
             model = model_entry(self.model, num_classes, in_channels, input_shape)
@@ -72,7 +85,7 @@ class TrainConfig:
         if is_spec(data):  # found again from any working directory
             data = "{path}:{factory}".format(**parse_spec(data, "--data"))
         return {"model": model, "quantizer": q, "data": {"name": data, "root": self.data_root},
-                "train": asdict(self)}
+                "train": self.recipe()}
 
 
 def _init_weights(model: nn.Module, path: str, config: dict) -> None:
@@ -118,7 +131,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: boo
     if config["quantizer"]:
         q = config["quantizer"]
         from .quant import quantize_model
-        quantize_model(model, q["name"], q["bits"], q["bfn_rate"], **q["params"])
+        quantize_model(model, q["name"], q["bits"], q["bfn_rate"],
+                       layer_bits=q.get("layer_bits"), **q["params"])
     model.to(dev)
 
     qparams = [p for n, p in model.named_parameters() if ".quantizer." in n]

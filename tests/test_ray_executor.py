@@ -153,3 +153,102 @@ def test_missing_ray_is_one_error_line(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
     with pytest.raises(ConfigError, match=r"needs the ray package.*pip install 'ray=="):
         RayExecutor().__enter__()
+
+
+def _chip_rows(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path).sort_values(["label", "chip", "voltage"]).reset_index(drop=True)
+
+
+def test_ray_chip_blocks_same_rows_as_serial_and_resume(cluster, mlp, digits, tmp_path):
+    """Persistent chips as blocks of chips: the serial run's per-chip and summary rows; a
+    resumed run evaluates just the missing chips."""
+    from hwsim.chips import Faults, chip_sweep, chips_sidecar
+    from hwsim.remote import chip_blocks
+    grid, f = [0.36, 0.40, 0.44], Faults("persistent", "stuck-at", chips=6)
+    kw = dict(seed=3, data=digits[1], progress=False)
+    serial = chip_sweep(mlp, ARCH, grid, tmp_path / "serial.csv", f, **kw)
+    out = tmp_path / "ray.csv"
+    with RayExecutor() as ex:
+        rows = chip_sweep(mlp, ARCH, grid, out, f, executor=ex, **kw)
+        assert ex.completed == 6  # 6 chips, 2 CPUs -> blocks of 1 chip (4 per CPU)
+    assert len(rows) == 3 and (rows["chips"] == 6).all()
+    pd.testing.assert_frame_equal(_sorted(rows), _sorted(serial))
+    want = _chip_rows(chips_sidecar(tmp_path / "serial.csv"))
+    assert len(want) == 18 and want["erring_bits"].max() > 0
+    pd.testing.assert_frame_equal(_chip_rows(chips_sidecar(out)), want)
+    # interrupted after chips 0-3: only chips 4, 5 run again, the summary is the same
+    part = pd.read_csv(chips_sidecar(out))
+    part[part["chip"] < 4].to_csv(chips_sidecar(out), index=False)
+    out.write_text(pd.read_csv(out).iloc[:0].to_csv(index=False))
+    with RayExecutor() as ex:
+        rows = chip_sweep(mlp, ARCH, grid, out, f, executor=ex, resume=True, **kw)
+        assert ex.completed == 2
+        chip_sweep(mlp, ARCH, grid, out, f, executor=ex, resume=True, **kw)
+        assert ex.completed == 2  # done: nothing submitted
+    pd.testing.assert_frame_equal(_sorted(rows), _sorted(serial))
+    pd.testing.assert_frame_equal(_chip_rows(chips_sidecar(out)), want)
+    assert [len(b) for b in chip_blocks(list(range(100)), 2)] == [13] * 7 + [9]
+    assert [len(b) for b in chip_blocks(list(range(1000)), 2)] == [20] * 50
+
+
+def test_ray_persistent_sweep_cli_matches_serial(cluster, mlp, tmp_path):
+    from hwsim.chips import chips_sidecar
+    argv = ["sweep", "--checkpoint", mlp, "--arch", ARCH, "--vmin", "0.38", "--vmax", "0.42",
+            "--step", "0.04", "--fault-model", "persistent", "--chips", "3", "--no-progress"]
+    assert main(argv + ["--out", str(tmp_path / "s.csv")]) == 0
+    assert main(argv + ["--out", str(tmp_path / "r.csv"), "--executor", "ray"]) == 0
+    pd.testing.assert_frame_equal(_sorted(pd.read_csv(tmp_path / "r.csv")),
+                                  _sorted(pd.read_csv(tmp_path / "s.csv")))
+    pd.testing.assert_frame_equal(_chip_rows(chips_sidecar(tmp_path / "r.csv")),
+                                  _chip_rows(chips_sidecar(tmp_path / "s.csv")))
+
+
+def test_ray_persistent_study_same_numbers_then_rerun_does_nothing(cluster, tmp_path,
+                                                                  monkeypatch):
+    monkeypatch.setattr(sw, "model_energy", lambda *a, **k: _fake_energy())
+    text = STUDY.replace("bers: [0.01]\n", "faults: {model: persistent, chips: 4}\n").replace(
+        "bfa_seeds: 2", "bfa_seeds: 0").replace("ARCH", ARCH)
+    out = {}
+    for kind in ("serial", "ray"):
+        f = tmp_path / f"{kind}.yaml"
+        f.write_text(text.replace("OUT", str(tmp_path / kind)))
+        out[kind] = load_study(f)
+    table = run_study(out["serial"], progress=False, log=lambda s: None)
+    with RayExecutor() as ex:
+        ray_table = run_study(out["ray"], progress=False, log=lambda s: None, executor=ex)
+        assert ex.completed == 2 + 2 * 4  # 2 trainings + 2 methods x 4 one-chip blocks
+    pd.testing.assert_frame_equal(ray_table, table)
+    s, r = (_sorted(pd.read_csv(tmp_path / k / "results.csv").drop(
+        columns=["checkpoint", "checkpoint_sha256"])) for k in ("serial", "ray"))
+    assert len(r) == 6 and (r["estimator"] == "chips").all()
+    pd.testing.assert_frame_equal(r, s)
+    s, r = (_chip_rows(tmp_path / k / "results.chips.csv").drop(columns="checkpoint_sha256")
+            for k in ("serial", "ray"))
+    assert len(r) == 2 * 4 * 3
+    pd.testing.assert_frame_equal(r, s)
+    stamp = {p: p.stat().st_mtime_ns for p in (tmp_path / "ray").rglob("*") if p.is_file()}
+    with RayExecutor() as ex:
+        run_study(out["ray"], progress=False, log=lambda s: None, executor=ex)
+        assert ex.completed == 0
+    assert stamp == {p: p.stat().st_mtime_ns for p in (tmp_path / "ray").rglob("*")
+                     if p.is_file()}
+
+
+def test_gpus_per_task_checked_without_a_gpu(cluster, mlp, tmp_path, capsys):
+    """No GPU in the cluster (CI): --gpus-per-task with CPU tasks, or cuda tasks, are one
+    error line before any work; the cluster this test joined keeps running."""
+    argv = ["sweep", "--checkpoint", mlp, "--arch", ARCH, "--out", str(tmp_path / "r.csv"),
+            "--no-progress", "--executor", "ray"]
+    assert main(argv + ["--gpus-per-task", "0.5"]) == 2
+    err = capsys.readouterr().err
+    assert "--gpus-per-task 0.5: the tasks run on the CPU" in err and err.count("\n") == 1
+    for extra, message in ((["--device", "cuda"], "the Ray cluster has no GPU"),
+                           (["--device", "auto", "--gpus-per-task", "0.25"],
+                            "--gpus-per-task 0.25: the tasks run on the CPU (device auto, "
+                            "cluster GPUs: 0)")):
+        assert main(argv + extra) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "r.csv").exists() and ray.is_initialized()
+    with RayExecutor(device="auto") as ex:  # auto without GPUs: CPU tasks
+        assert ex.gpus("auto") == ("cpu", 0.0)

@@ -103,7 +103,12 @@ def compute(arch: str, model_spec: str, weight_bits: int | None, act_bits: int,
     if not 1 <= act_bits <= 32:
         raise ConfigError(f"--act-bits {act_bits}: must be in 1..32")
     name, model, shape, bits = resolve_model(model_spec, weight_bits, input_shape, num_classes)
-    layers = extract_layers(model, shape, weight_bits=bits, act_bits=act_bits)
+    # a mixed-precision checkpoint: its other-width layers keep their width unless
+    # --weight-bits sets every layer's
+    from models.quant import layer_widths
+    mixed = {} if weight_bits is not None else \
+        {n: b for n, b in layer_widths(model).items() if b != bits}
+    layers = extract_layers(model, shape, weight_bits=bits, act_bits=act_bits, layer_bits=mixed)
     return name, bits, network_energy(arch, layers, progress=progress, workers=workers)
 
 

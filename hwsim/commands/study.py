@@ -47,7 +47,8 @@ def run(args) -> int:
             print(baseline)
         print(format_table(table))
         return 0
-    executor = executor_from_args(args, progress=not args.no_progress)
+    executor = executor_from_args(args, progress=not args.no_progress,
+                                  device=study.device)
     with executor or contextlib.nullcontext():
         table = run_study(study, progress=not args.no_progress, only=only, executor=executor)
     if table is None:

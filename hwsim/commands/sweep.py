@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import contextlib
 
-from models.errors import ConfigError
-
 from hwsim.ber import BerModel
 from hwsim.executor import add_executor_args, executor_from_args
 from hwsim.paths import DEFAULT_ARCH, resolve_arch
@@ -58,16 +56,14 @@ def run(args) -> int:
     grid = voltage_grid(args.vmin, args.vmax, args.step)
     faults = faults_from_args(args)
     executor = executor_from_args(args, progress=not args.no_progress)
-    if executor is not None and faults.model == "persistent":
-        raise ConfigError("--executor ray runs --fault-model transient sweeps; persistent "
-                          "chips run serially (leave out --executor)")
     if faults.model == "persistent":
         from hwsim.chips import chip_sweep
-        rows = chip_sweep(args.checkpoint, args.arch, grid, args.out, faults,
-                          act_bits=args.act_bits, ber_model=BerModel.load(args.ber_model),
-                          seed=args.seed, resume=args.resume, label=args.label,
-                          data_root=args.data_root, progress=not args.no_progress,
-                          device=args.device)
+        with executor or contextlib.nullcontext():
+            rows = chip_sweep(args.checkpoint, args.arch, grid, args.out, faults,
+                              act_bits=args.act_bits, ber_model=BerModel.load(args.ber_model),
+                              seed=args.seed, resume=args.resume, label=args.label,
+                              data_root=args.data_root, progress=not args.no_progress,
+                              device=args.device, executor=executor)
         print(f"{args.out}: {len(rows)} points; per chip: {chips_sidecar(args.out)}")
         return 0
     with executor or contextlib.nullcontext():

@@ -35,6 +35,9 @@ def register(sub) -> None:
     p.add_argument("--quantizer", default="float", choices=["float"] + QUANTIZERS.names())
     p.add_argument("--bits", type=number(int, 2, 8), default=4,
                    help="weight bits, 2..8 (default 4)")
+    p.add_argument("--layer-bits", metavar="LAYER=BITS,...",
+                   help="per-layer weight bits overriding --bits (mixed precision), module "
+                        "paths, e.g. features.0=8,fc=8; recorded in the checkpoint")
     p.add_argument("--bfn-rate", type=number(float, 0, 0.5), default=0.0,
                    help="bit-flip noise training rate p_o (paper: 5e-3; default off)")
     p.add_argument("--param", action="append", metavar="KEY=VALUE",
@@ -65,6 +68,20 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+def parse_layer_bits(text: str | None) -> dict | None:
+    """'conv1=8,fc=8' -> {'conv1': 8, 'fc': 8} (None when not given)."""
+    if not text:
+        return None
+    out = {}
+    for item in text.split(","):
+        name, eq, bits = item.strip().partition("=")
+        if not eq or not name or not bits.strip().isdigit() or not 2 <= int(bits) <= 8:
+            raise ConfigError(f"--layer-bits {item.strip()!r}: expected LAYER=BITS with bits "
+                              "2..8, e.g. features.0=8,fc=8")
+        out[name.strip()] = int(bits)
+    return out
+
+
 def run(args) -> int:
     apply_threads(args)
     if args.model not in NETWORKS and not is_spec(args.model):
@@ -82,7 +99,8 @@ def run(args) -> int:
         bfn_rate=args.bfn_rate, quantizer_params=parse_params(args.param),
         epochs=pick(args.epochs, "epochs"), batch_size=pick(args.batch_size, "batch_size"),
         lr=pick(args.lr, "lr"), momentum=args.momentum, nesterov=not args.no_nesterov,
-        weight_decay=args.weight_decay, seed=args.seed, init_from=args.init_from)
+        weight_decay=args.weight_decay, seed=args.seed, init_from=args.init_from,
+        layer_bits=parse_layer_bits(args.layer_bits))
     log_path = Path(args.out + ".log")
     log_path.parent.mkdir(parents=True, exist_ok=True)
 
