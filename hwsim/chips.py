@@ -29,7 +29,8 @@ from .accelforge_backend import load_arch
 from .ber import BerModel
 from .files import file_lock, write_text_atomic
 from .energy import scaled_energy, scaled_weight_memory
-from .sweep import COLUMNS, SWEEP_KEYS, file_sha256, model_energy, read_rows, update_sidecar
+from .sweep import (COLUMNS, SWEEP_KEYS, file_sha256, model_energy, read_rows, read_table,
+                    update_sidecar)
 
 FAULT_MODELS = ("transient", "persistent")
 CHIP_COLUMNS = ["label", "checkpoint_sha256", "fault_mode", "chip", "voltage", "ber",
@@ -136,25 +137,8 @@ def chips_sidecar(results_csv: str | Path) -> Path:
 
 def read_chip_rows(path: Path) -> pd.DataFrame:
     """RESULTS.chips.csv as a DataFrame (empty when missing); damaged files: one error line."""
-    if not (path.exists() and path.stat().st_size > 0):
-        return pd.DataFrame(columns=CHIP_COLUMNS)
-    try:
-        df = pd.read_csv(path)
-    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise ConfigError(f"{path}: not a readable CSV text file ({first})") from None
-    missing = [c for c in CHIP_COLUMNS if c not in df.columns]
-    if missing:
-        raise ConfigError(f"{path}: missing column(s) {', '.join(missing)}; a chips CSV has "
-                          f"{', '.join(CHIP_COLUMNS)}")
-    for col in ("chip", "voltage", "ber", "accuracy", "erring_bits"):
-        num = pd.to_numeric(df[col], errors="coerce")
-        if num.isna().any():
-            i = int(num.isna().to_numpy().argmax())
-            raise ConfigError(f"{path}: line {i + 2}, column {col}: {df[col].iloc[i]!r} is not "
-                              "a number; fix or delete that row")
-        df[col] = num
-    return df
+    return read_table(path, CHIP_COLUMNS, CHIP_COLUMNS,
+                      ("chip", "voltage", "ber", "accuracy", "erring_bits"), "a chips CSV")
 
 
 def _append(path: Path, new: pd.DataFrame, key: list[str], reader) -> pd.DataFrame:

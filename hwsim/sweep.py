@@ -67,11 +67,19 @@ def read_rows(path: Path, required: list[str] | tuple = ()) -> pd.DataFrame:
     Numeric columns must hold numbers and `required` columns must be present and filled:
     a damaged cell is an error naming its line and column, never a silently recomputed
     (and then duplicated) point."""
+    return read_table(path, COLUMNS, required, NUMERIC,
+                      f"a results CSV (all columns `hwsim sweep` writes: {', '.join(COLUMNS)})")
+
+
+def read_table(path: Path, columns: list[str], required, numeric, what: str) -> pd.DataFrame:
+    """The one checked reader of hwsim's result CSVs (results.csv, RESULTS.chips.csv): an
+    empty table with `columns` when the file does not exist yet; `required` columns present
+    and filled, `numeric` ones numbers; anything else one error naming file, line, column."""
     path = Path(path)
     if path.is_dir():
-        raise ConfigError(f"{str(path)!r} is a folder, not a results CSV")
+        raise ConfigError(f"{str(path)!r} is a folder, not a CSV file")
     if not (path.exists() and path.stat().st_size > 0):
-        return pd.DataFrame(columns=COLUMNS)
+        return pd.DataFrame(columns=columns)
     try:
         df = pd.read_csv(path)
     except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
@@ -79,16 +87,15 @@ def read_rows(path: Path, required: list[str] | tuple = ()) -> pd.DataFrame:
         raise ConfigError(f"{path}: not a readable CSV text file ({first})") from None
     missing = [c for c in required if c not in df.columns]
     if missing:
-        raise ConfigError(f"{path}: missing column(s) {', '.join(missing)}; a results CSV needs "
-                          f"{', '.join(required)} (all columns `hwsim sweep` writes: "
-                          f"{', '.join(COLUMNS)})")
+        raise ConfigError(f"{path}: missing column(s) {', '.join(missing)}; {what} needs "
+                          f"{', '.join(required)}")
     for col in df.columns:
         empty = df[col].isna()
         if col in required and empty.any():
             i = int(empty.to_numpy().argmax())
             raise ConfigError(f"{path}: line {i + 2}, column {col}: empty; fill or delete that "
                               "row")
-        if col in NUMERIC:
+        if col in numeric:
             num = pd.to_numeric(df[col], errors="coerce")
             bad = num.isna() & ~empty
             if bad.any():
