@@ -216,6 +216,27 @@ def _device(r: _Reader, value) -> str:
         r.fail("device", str(e).removeprefix("device "))
 
 
+def _network(r: _Reader, value, base: Path) -> str:
+    """A registry name, or a user model spec (path/to/file.py:factory, relative to the study
+    file's folder; torchvision:NAME; timm:NAME). Loading a user file runs its code: it is the
+    study author's own code, unlike arch files and checkpoints, which stay data."""
+    from models.usercode import is_spec, parse_spec
+    if not is_spec(value):
+        return r.choice(value, "network", NETWORKS.names() +
+                        ["path/to/file.py:factory", "torchvision:NAME", "timm:NAME"])
+    head, factory = str(value).rsplit(":", 1)
+    if head.endswith(".py"):
+        path = head if Path(head).is_absolute() else os.path.normpath(base / head)
+        if not Path(path).is_file():
+            r.fail("network", f"{value!r}: file {path!r} does not exist")
+        value = f"{path}:{factory}"
+    try:
+        parse_spec(value, "network")
+    except ConfigError as e:
+        r.fail("network", str(e).removeprefix("network "))
+    return value
+
+
 def _layer_bits(r, d, path: str, network: str) -> dict:
     """A method's {layer: bits} (mixed precision), every name a Conv2d/Linear of the network."""
     if d is None:
@@ -224,7 +245,9 @@ def _layer_bits(r, d, path: str, network: str) -> dict:
         r.fail(path, "must be a mapping of layer name to weight bits, e.g. {conv1: 8}")
     import torch.nn as nn
     from models.networks import create_model
-    net = create_model(network)  # layer names do not depend on classes or channels
+    from models.usercode import build_user_model, is_spec, model_entry
+    net = build_user_model(model_entry(network, 10)) if is_spec(network) else \
+        create_model(network)  # layer names do not depend on classes or channels
     names = [n for n, m in net.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     for k, v in d.items():
         if k not in names:
@@ -250,7 +273,7 @@ def load_study(path: str | Path) -> Study:
     if data_name == "digits" and data.get("root"):
         r.fail("data.root", "digits is bundled with scikit-learn and reads no files; drop "
                             "root (it is for cifar10)")
-    network = r.choice(d["network"], "network", NETWORKS.names())
+    network = _network(r, d["network"], file.parent)
     if not isinstance(d["methods"], list) or not d["methods"]:
         r.fail("methods", "must be a non-empty list of methods")
     methods, seen = [], set()

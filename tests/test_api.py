@@ -224,3 +224,33 @@ def test_hwsim_models_is_the_network_side_not_a_copy():
     assert hwsim.models.quant is models.quant and create_model is models.create_model
     assert TrainConfig is __import__("models.train").train.TrainConfig
     assert hwsim.quantize is hw.quantize and hwsim.evaluate is hw.evaluate
+
+
+def test_study_with_a_user_network(tmp_path, monkeypatch):
+    """`network: tiny.py:TinyNet` in a study file (relative to it): trained, swept, reported
+    like a registry network; a missing file is one error naming it."""
+    from hwsim.study import run_study
+    from hwsim.study_spec import load_study
+    (tmp_path / "tiny.py").write_text(TINY)
+    study = tmp_path / "s.yaml"
+    study.write_text(f"""name: user
+network: tiny.py:TinyNet
+training: {{epochs: 1}}
+methods: [{{quantizer: wcat, bits: 4, layer_bits: {{c1: 8}}}}]
+arch: {ROOT / 'arch/eyeriss_sram.yaml'}
+voltages: {{min: 0.45, max: 0.8, step: 0.35}}
+monte_carlo: {{realizations: 2}}
+""")
+    monkeypatch.chdir(ROOT)  # the network path resolves from the study file, not from here
+    s = load_study(study)
+    assert s.network == f"{tmp_path / 'tiny.py'}:TinyNet"
+    table = run_study(s, progress=False, log=lambda line: None)
+    ck = load_checkpoint(tmp_path / "results/user/checkpoints/wcat.pt")[1]
+    assert ck["model"]["source"]["factory"] == "TinyNet" and ck["quantizer"]["layer_bits"] == \
+        {"c1": 8}
+    rows = pd.read_csv(tmp_path / "results/user/results.csv")
+    assert list(rows.voltage) == [0.45, 0.8] and rows.energy_uJ.iloc[1] > rows.energy_uJ.iloc[0]
+    assert list(table["method"]) == ["wcat"]
+    study.write_text(study.read_text().replace("tiny.py", "gone.py"))
+    with pytest.raises(ConfigError, match=r"network: 'gone.py:TinyNet': file .*gone.py' does not"):
+        load_study(study)
