@@ -27,10 +27,9 @@ from models.evaluate import StoredWeights, accuracy, on_model_device, t_halfwidt
 
 from .accelforge_backend import load_arch
 from .ber import BerModel
-from .files import file_lock, write_text_atomic
 from .energy import scaled_energy, scaled_weight_memory
-from .sweep import (COLUMNS, SWEEP_KEYS, file_sha256, model_energy, read_rows, read_table,
-                    update_sidecar)
+from .sweep import (COLUMNS, SWEEP_KEYS, file_sha256, merge_rows, model_energy, read_rows,
+                    read_table, update_sidecar)
 
 FAULT_MODELS = ("transient", "persistent")
 CHIP_COLUMNS = ["label", "checkpoint_sha256", "fault_mode", "chip", "voltage", "ber",
@@ -141,20 +140,9 @@ def read_chip_rows(path: Path) -> pd.DataFrame:
                       ("chip", "voltage", "ber", "accuracy", "erring_bits"), "a chips CSV")
 
 
-def _append(path: Path, new: pd.DataFrame, key: list[str], reader) -> pd.DataFrame:
-    """Under the file's lock: re-read, add the rows of `new` whose `key` is not there yet,
-    write back atomically (keeps rows other writers added meanwhile, and any extra columns)."""
-    with file_lock(path):
-        rows = reader(path)
-        if len(rows):
-            have = set(map(tuple, rows[key].astype(str).to_numpy()))
-            new = new[[tuple(r) not in have for r in new[key].astype(str).to_numpy()]]
-            merged = pd.concat([rows, new], ignore_index=True) if len(new) else rows
-        else:
-            merged = new
-        if len(new):
-            write_text_atomic(path, merged.to_csv(index=False))
-    return merged
+def _chip_keys(df: pd.DataFrame) -> list[tuple]:
+    """What identifies a per-chip row: (label, fault mode, chip, voltage), as text."""
+    return list(map(tuple, df[["label", "fault_mode", "chip", "voltage"]].astype(str).to_numpy()))
 
 
 def chip_stats(accs: np.ndarray, clean: float, drop: float) -> dict:
@@ -222,8 +210,8 @@ def chip_sweep(checkpoint: str, arch: str, voltages: list[float], out: str | Pat
     todo = [c for c in range(faults.chips) if c not in per_chip or not per_chip[c] >= set(grid)]
 
     def write_chips(pending: list[dict]) -> None:
-        _append(chips_csv, pd.DataFrame(pending, columns=CHIP_COLUMNS),
-                ["label", "fault_mode", "chip", "voltage"], read_chip_rows)
+        merge_rows(chips_csv, pd.DataFrame(pending, columns=CHIP_COLUMNS), _chip_keys,
+                   read_chip_rows)
 
     def summarize(clean: float) -> pd.DataFrame:
         return _summary(out, chips_csv, str(checkpoint), fingerprint, label, config, grid,
@@ -288,7 +276,7 @@ def _summary(out: Path, chips_csv: Path, checkpoint: str, fingerprint: str, labe
                     "fault_mode": faults.tag, "stuck_q": faults.stuck_q,
                     "yield_drop": faults.yield_drop})
     new = pd.DataFrame(new, columns=COLUMNS + EXTRA_COLUMNS).iloc[::-1]  # low -> high V
-    return _append(out, new, ["checkpoint", "voltage"], lambda p: read_rows(p, SWEEP_KEYS))
+    return merge_rows(out, new, reader=lambda p: read_rows(p, SWEEP_KEYS))
 
 
 def _chip_seed(seed: int, chip: int) -> int:

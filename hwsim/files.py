@@ -2,7 +2,7 @@
 
 Every write goes to a unique temporary sibling (mkstemp), is flushed to disk and renamed over
 the target: readers see the old file or the new one, never half of one. Read-modify-write
-updates (`update_json`, `hwsim.sweep.append_rows`, the energy cache) hold `file_lock(path)`
+updates (`update_json`, `hwsim.sweep.merge_rows`, the energy cache) hold `file_lock(path)`
 while they re-read the file, merge their change in and write it back, so what another
 process wrote meanwhile is kept.
 """

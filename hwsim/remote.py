@@ -6,7 +6,7 @@ checkpoint x BER (a study's `bers:`); one block of persistent chips per checkpoi
 chips (each chip along the whole voltage grid); one BFA run per method x attack seed. Each task
 computes exactly what the serial code computes for that piece, with the same seed
 (`point_seed`, the chip seed, the attack seed), so the numbers are the same; the driver writes
-them through the same locked merges (`append_rows`, `update_json`, the chips CSV's), so a
+them through the same locked merges (`merge_rows`, `update_json`), so a
 re-run skips what is done. Data travel through
 Ray's object store; checkpoints are read from their paths (every node needs the same files:
 a task checks the checkpoint's hash against the driver's).

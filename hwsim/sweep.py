@@ -110,19 +110,32 @@ def write_rows_atomic(df: pd.DataFrame, path: Path) -> None:
     write_text_atomic(path, df.to_csv(index=False))
 
 
-def append_rows(path: Path, new: list[dict]) -> pd.DataFrame:
-    """Lock the results CSV, re-read it, append the rows of `new` whose point (checkpoint,
-    voltage) is not in it yet and write it back atomically; returns the merged table. Rows
-    other sweeps wrote meanwhile are kept, in file order, and no point is written twice."""
+def point_keys(df: pd.DataFrame) -> list[tuple]:
+    """What identifies a results row: (checkpoint, voltage to 1 uV)."""
+    return list(zip(df["checkpoint"].astype(str), df["voltage"].astype(float).round(6)))
+
+
+def merge_rows(path: Path, new: pd.DataFrame, keys=point_keys, reader=read_rows) -> pd.DataFrame:
+    """Lock the CSV, re-read it with `reader`, append the rows of `new` whose keys(row) are
+    not in it yet and write it back atomically; returns the merged table. Rows other writers
+    added meanwhile are kept, in file order (with any extra columns), and no row is written
+    twice. The one merge behind results.csv and RESULTS.chips.csv."""
     with file_lock(path):
-        rows = read_rows(path)
-        have = set(zip(rows["checkpoint"].astype(str), rows["voltage"].astype(float).round(6)))
-        add = [r for r in new if (str(r["checkpoint"]), round(float(r["voltage"]), 6)) not in have]
-        if add:
-            rows = pd.concat([rows, pd.DataFrame(add)], ignore_index=True) if len(rows) else \
-                pd.DataFrame(add, columns=COLUMNS)
-            write_rows_atomic(rows, path)
-    return rows
+        rows = reader(path)
+        if len(rows):
+            have = set(keys(rows))
+            new = new[[k not in have for k in keys(new)]]
+            merged = pd.concat([rows, new], ignore_index=True) if len(new) else rows
+        else:
+            merged = new
+        if len(new):
+            write_rows_atomic(merged, path)
+    return merged
+
+
+def append_rows(path: Path, new: list[dict]) -> pd.DataFrame:
+    """merge_rows for results rows (dicts with the COLUMNS) keyed by point_keys."""
+    return merge_rows(path, pd.DataFrame(new, columns=COLUMNS))
 
 
 def file_sha256(path) -> str:
