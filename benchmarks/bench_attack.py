@@ -16,8 +16,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from models import create_model, input_shape, quantize_model
-from models.attacks import BitSearch
+from hwsim.models import create_model, input_shape, quantize_model
+from hwsim.models.attacks import BitSearch
 
 
 def main() -> None:

@@ -16,10 +16,10 @@ import time
 
 import torch
 
-from models import load_checkpoint
-from models.attacks import bfa_run
-from models.data import load_dataset
-from models.errors import ConfigError
+from hwsim.models import load_checkpoint
+from hwsim.models.attacks import bfa_run
+from hwsim.models.data import load_dataset
+from hwsim.models.errors import ConfigError
 
 
 def main() -> None:
@@ -46,7 +46,7 @@ def main() -> None:
     for seed in args.seeds:
         for reorder in (False, True):
             t0 = time.perf_counter()
-            r = bfa_run(model, test, seed=seed, reorder_check=reorder)
+            r = bfa_run(model, test, attack_batch=128, seed=seed, reorder_check=reorder)
             wall = time.perf_counter() - t0
             check = wall - r.iteration_seconds * r.n_flip
             name = "learned" if reorder else "fixed"

@@ -20,10 +20,10 @@ import numpy as np
 import torch
 
 from hwsim.ber import BerModel
-from models.checkpoint import load_checkpoint
-from models.chips import evaluate_chip, model_layout, sample_chip
-from models.data import load_digits
-from models.evaluate import StoredWeights
+from hwsim.models.checkpoint import load_checkpoint
+from hwsim.models.chips import evaluate_chip, model_layout, sample_chip
+from hwsim.models.data import load_digits
+from hwsim.models.evaluate import StoredWeights
 
 CKPT = Path(__file__).resolve().parent.parent / "studies/results/digits_quickstart/checkpoints"
 

@@ -38,7 +38,7 @@ LARGE = LayerShape("conv 8->8 3x3 @8x8", "conv", 8, 8, (3, 3), (8, 8), (8, 8), (
 
 
 def bench_network(name: str, bits: int = 8) -> dict:
-    from models import create_model, input_shape
+    from hwsim.models import create_model, input_shape
 
     layers = extract_layers(create_model(name, num_classes=10), input_shape(name),
                             weight_bits=bits)

@@ -20,12 +20,12 @@ import time
 import numpy as np
 import torch
 
-from models import create_model, load_checkpoint, quant_layers, quantize_model
-from models.device import resolve_device
-from models.errors import ConfigError
-import models.evaluate as evaluate
-from models.estimate import estimate_accuracy
-from models.evaluate import (EVAL_BATCH, eval_batch_size, evaluate_under_bit_errors,
+from hwsim.models import create_model, load_checkpoint, quant_layers, quantize_model
+from hwsim.models.device import resolve_device
+from hwsim.models.errors import ConfigError
+import hwsim.models.evaluate as evaluate
+from hwsim.models.estimate import estimate_accuracy
+from hwsim.models.evaluate import (EVAL_BATCH, eval_batch_size, evaluate_under_bit_errors,
                              on_model_device, predict)
 
 PLAIN_BATCH = 2000
@@ -103,7 +103,7 @@ def load(args, dev):
         model = quantize_model(create_model(args.model), "normal", bits=4)
     model.eval().to(dev)
     if args.data_root:
-        from models.data import load_dataset
+        from hwsim.models.data import load_dataset
         x, y = on_model_device(load_dataset("cifar10", args.data_root)[1], model)
         return model, x[:args.images], y[:args.images], "CIFAR-10 test images"
     g = torch.Generator().manual_seed(0)

@@ -12,9 +12,9 @@ import time
 import numpy as np
 import torch
 
-from models import create_model, quantize_model
-from models.evaluate import StoredWeights
-from models.faults import flip_bits_bernoulli_naive, sample_flip_count, sample_positions
+from hwsim.models import create_model, quantize_model
+from hwsim.models.evaluate import StoredWeights
+from hwsim.models.faults import flip_bits_bernoulli_naive, sample_flip_count, sample_positions
 
 
 def best_of(fn, repeats: int) -> float:

@@ -22,7 +22,7 @@ from hwsim.executor import RayExecutor
 from hwsim.study import checkpoint_path, select_methods
 from hwsim.study_spec import load_study
 from hwsim.sweep import sweep, voltage_grid
-from models.data import load_dataset
+from hwsim.models.data import load_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
 STUDY = ROOT / "studies/digits_quickstart.yaml"

@@ -14,9 +14,9 @@ import time
 import torch
 import torch.nn.functional as F
 
-from models import create_model, quantize_model
-from models.data import ImageData
-from models.quant import post_step
+from hwsim.models import create_model, quantize_model
+from hwsim.models.data import ImageData
+from hwsim.models.quant import post_step
 
 EPOCH_BATCHES = 391  # 50,000 images / 128
 

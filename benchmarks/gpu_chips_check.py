@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.checkpoint import load_checkpoint
-from models.chips import evaluate_chip, model_layout, sample_chip
-from models.data import load_digits
-from models.evaluate import StoredWeights
+from hwsim.models.checkpoint import load_checkpoint
+from hwsim.models.chips import evaluate_chip, model_layout, sample_chip
+from hwsim.models.data import load_digits
+from hwsim.models.evaluate import StoredWeights
 
 ROOT = Path(__file__).resolve().parent.parent / "studies/results"
 

@@ -20,7 +20,7 @@ if [ ! -f ../shared/data/cifar10-jpeg.tar.gz ]; then
   mkdir -p ../shared/data && cp runs/gpu/cifar10-jpeg.tar.gz ../shared/data/
 fi
 t0=$(date +%s%N)
-python3 -c "from models.data import load_cifar10; tr, te = load_cifar10('../shared/data/cifar10-jpeg.tar.gz'); print('decoded', len(tr), len(te))"
+python3 -c "from hwsim.models.data import load_cifar10; tr, te = load_cifar10('../shared/data/cifar10-jpeg.tar.gz'); print('decoded', len(tr), len(te))"
 echo "decode: $(( ($(date +%s%N) - t0) / 1000000 )) ms"
 
 echo "== 1. transient sweep, ResNet-20 WCAT+BFN, --device cuda"

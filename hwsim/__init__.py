@@ -7,7 +7,17 @@ submodule are also re-exported here (`hwsim.quantize`, `hwsim.evaluate`, ...); `
 `hwsim.energy` and `hwsim.pareto` stay the modules of those names. The network side is
 `hwsim.models`. All imported on first use, so `hwsim --help` stays fast.
 """
+import os as _os
+
 __version__ = "0.1.0"
+
+# The network side is the package hwsim.models. Installed (pip install, editable or not), the
+# package mapping in pyproject.toml puts it there; a source tree used without installing (e.g.
+# `PYTHONPATH=.` on a machine with only torch) finds it in the sibling models/ folder here.
+_ROOT = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
+if (not _os.path.isdir(_os.path.join(__path__[0], "models"))
+        and _os.path.isfile(_os.path.join(_ROOT, "models", "__init__.py"))):
+    __path__.append(_ROOT)
 
 # hwsim.api's functions re-exported lazily (sweep, energy, pareto are submodules' names)
 API = ("quantize", "regularizer", "after_step", "param_groups", "evaluate", "accuracy",

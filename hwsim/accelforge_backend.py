@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from models.errors import ConfigError
+from hwsim.models.errors import ConfigError
 
 from . import arch_safety
 from .workload import LayerShape
@@ -83,6 +83,8 @@ class ArchInfo:
     weight_memory: tuple[str, ...]
     v_nominal: float
     components: tuple[str, ...]
+    domains: tuple = ()  # hwsim.domains.Domain, parsed and validated from hwsim:
+    tech_node: float | None = None
 
 
 # --------------------------------------------------------------------------- arch file
@@ -185,10 +187,6 @@ def load_arch(arch_file, accelforge_loader: bool = True) -> tuple[dict, ArchInfo
     where = f"arch file {str(arch_file)!r}"
     if not isinstance(meta, dict):
         raise ConfigError(f"{where}: 'hwsim:' must be a mapping, got {type(meta).__name__}")
-    unknown = set(meta) - {"weight_memory", "v_nominal"}
-    if unknown:
-        raise ConfigError(f"{where}: unknown field(s) hwsim.{', hwsim.'.join(sorted(unknown))}; "
-                          "valid: hwsim.weight_memory, hwsim.v_nominal")
     extra = set(d) - {"arch", "variables", "config", "mapper", "model"}
     if extra:
         raise ConfigError(f"{where}: unexpected top-level field(s) {', '.join(sorted(extra))}; "
@@ -197,29 +195,12 @@ def load_arch(arch_file, accelforge_loader: bool = True) -> tuple[dict, ArchInfo
     comps = _component_names(d["arch"])
     if not comps:
         raise ConfigError(f"{where}: field arch.nodes is empty or missing")
-    wm = meta.get("weight_memory")
-    if wm is None:
-        raise ConfigError(f"{where}: field hwsim.weight_memory is missing (list of the memory "
-                          f"components that hold the weights; components: {', '.join(comps)})")
-    if isinstance(wm, str):
-        wm = [wm]
-    if not isinstance(wm, (list, tuple)) or not wm:
-        raise ConfigError(f"{where}: field hwsim.weight_memory must be a non-empty list of "
-                          f"component names, got {wm!r}")
-    bad = [w for w in wm if str(w) not in comps]
-    if bad:
-        raise ConfigError(f"{where}: field hwsim.weight_memory names unknown component(s) "
-                          f"{', '.join(map(str, bad))}; components: {', '.join(comps)}")
-    vn = meta.get("v_nominal", 0.8)
-    try:
-        vn = float(vn)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{where}: field hwsim.v_nominal must be a number, got {vn!r}") from None
-    if not (vn > 0 and math.isfinite(vn)):
-        raise ConfigError(f"{where}: field hwsim.v_nominal must be > 0, got {vn}")
+    from .domains import parse_domains, tech_node
+    domains, vn = parse_domains(meta, d["arch"], where, arch_file)
+    wm = [c for dom in domains if "weight" in dom.holds for c in dom.components]
     info = ArchInfo(path=str(arch_file), sha256=arch_sha256(arch_file),
                     weight_memory=tuple(str(w) for w in wm), v_nominal=vn,
-                    components=tuple(comps))
+                    components=tuple(comps), domains=domains, tech_node=tech_node(d["arch"]))
     return d, info
 
 

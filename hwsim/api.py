@@ -29,11 +29,11 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from models.errors import ConfigError
-from models.evaluate import BitErrorResult, StoredWeights, evaluate_under_bit_errors
-from models.faults import flip_positions, sample_flip_count, sample_positions
-from models.quant import post_step, quant_layers, quant_penalty, quantize_model, split_widths
-from models.usercode import as_tensors
+from hwsim.models.errors import ConfigError
+from hwsim.models.evaluate import BitErrorResult, StoredWeights, evaluate_under_bit_errors
+from hwsim.models.faults import flip_positions, sample_flip_count, sample_positions
+from hwsim.models.quant import post_step, quant_layers, quant_penalty, quantize_model, split_widths
+from hwsim.models.usercode import as_tensors
 
 from .ber import BerModel, check_voltage
 from .energy import NetworkEnergy, network_energy
@@ -90,7 +90,7 @@ def param_groups(model: nn.Module, weight_decay: float = 5e-4) -> list[dict]:
 
 def accuracy(model: nn.Module, data) -> float:
     """Clean accuracy (fraction) of `model` on `data`, float or quantized."""
-    from models.evaluate import accuracy as _accuracy
+    from hwsim.models.evaluate import accuracy as _accuracy
     return _accuracy(model, as_tensors(data))
 
 

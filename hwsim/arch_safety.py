@@ -34,7 +34,7 @@ import ast
 import os
 from pathlib import Path
 
-from models.errors import ConfigError
+from hwsim.models.errors import ConfigError
 
 # Functions callable by plain name (a subset of AccelForge's MATH_FUNCS; its examples use
 # ceil, len, log2, max, min, round).

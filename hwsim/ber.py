@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from models.errors import ConfigError
+from hwsim.models.errors import ConfigError
 
 from .files import write_text_atomic
 

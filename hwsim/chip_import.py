@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from models.chips import Chip
-from models.errors import ConfigError
+from hwsim.models.chips import Chip
+from hwsim.models.errors import ConfigError
 
 from .ber import BerModel, check_voltage
 from .files import FILE_MODE

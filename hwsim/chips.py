@@ -18,12 +18,12 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from models.checkpoint import load_checkpoint, method_name
-from models.chips import MODES, Layout, check_mode, evaluate_chip, sample_chip, stored_layout
-from models.data import load_dataset
-from models.device import check_device_name, resolve_device
-from models.errors import ConfigError
-from models.evaluate import StoredWeights, accuracy, on_model_device, t_halfwidth
+from hwsim.models.checkpoint import load_checkpoint, method_name
+from hwsim.models.chips import MODES, Layout, check_mode, evaluate_chip, sample_chip, stored_layout
+from hwsim.models.data import load_dataset
+from hwsim.models.device import check_device_name, resolve_device
+from hwsim.models.errors import ConfigError
+from hwsim.models.evaluate import StoredWeights, accuracy, on_model_device, t_halfwidth
 
 from .accelforge_backend import load_arch
 from .ber import BerModel

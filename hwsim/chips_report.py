@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from models.chips import vmin_index
-from models.evaluate import t_halfwidth
+from hwsim.models.chips import vmin_index
+from hwsim.models.evaluate import t_halfwidth
 
 
 def chip_vmins(chips: pd.DataFrame, clean: dict, drop: float = 0.01) -> pd.DataFrame:

@@ -8,10 +8,11 @@ import os
 import sys
 
 from hwsim import __version__
-from models.errors import ConfigError
+from hwsim.models.errors import ConfigError
 
 # module name under hwsim.commands -> loaded lazily so `hwsim --help` stays fast
-COMMANDS = ["train", "eval", "ber", "energy", "sweep", "pareto", "study", "attack", "chip"]
+COMMANDS = ["train", "eval", "ber", "energy", "sweep", "pareto", "study", "attack", "chip",
+            "optimize_voltages", "arch", "clip_range"]
 
 
 class Parser(argparse.ArgumentParser):

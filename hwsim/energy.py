@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from models.errors import ConfigError
+from hwsim.models.errors import ConfigError
 
 from . import accelforge_backend as backend
 from .ber import check_voltage
@@ -63,6 +63,7 @@ class NetworkEnergy:
     weight_memory: tuple[str, ...]
     v_nominal: float
     layers: list[LayerResult] = field(default_factory=list)
+    domains: tuple = ()  # hwsim.domains.Domain of the arch (empty: the legacy weights domain)
 
     @property
     def total_uJ(self) -> float:
@@ -111,19 +112,31 @@ def voltage_factor(voltage, v_nominal=0.8) -> float:
     return (v / vn) ** 2
 
 
+def _weight_voltages(net_energy: NetworkEnergy, voltage, v_nominal) -> dict:
+    """{domain: voltage} for every domain that holds weights (validated as before)."""
+    from .domain_energy import domains_of
+    voltage_factor(voltage, net_energy.v_nominal if v_nominal is None else v_nominal)
+    return {d.name: voltage for d in domains_of(net_energy) if "weight" in d.holds}
+
+
 def scaled_energy(net_energy: NetworkEnergy, voltage, v_nominal=None) -> float:
     """Total energy (uJ per image) with the weight memory at `voltage`.
 
     E(V) = E_wm * (V / V_nom)^2 + E_rest. `v_nominal` defaults to the arch file's
-    hwsim.v_nominal (0.8 V for the shipped arch).
+    hwsim.v_nominal (0.8 V for the shipped arch). A thin wrapper over
+    hwsim.domain_energy.price with every weight-holding domain at `voltage`.
     """
-    vn = net_energy.v_nominal if v_nominal is None else v_nominal
-    return net_energy.weight_memory_uJ * voltage_factor(voltage, vn) + net_energy.rest_uJ
+    from .domain_energy import price
+    return price(net_energy, _weight_voltages(net_energy, voltage, v_nominal),
+                 v_nominal=v_nominal)["total_uJ"]
 
 
 def scaled_weight_memory(net_energy: NetworkEnergy, voltage, v_nominal=None) -> float:
-    vn = net_energy.v_nominal if v_nominal is None else v_nominal
-    return net_energy.weight_memory_uJ * voltage_factor(voltage, vn)
+    """Energy (uJ) of the weight-holding domains with their supply at `voltage`."""
+    from .domain_energy import price
+    volts = _weight_voltages(net_energy, voltage, v_nominal)
+    doms = price(net_energy, volts, v_nominal=v_nominal)["domains"]
+    return sum(doms[name]["uJ"] for name in volts)
 
 
 # --------------------------------------------------------------------------- cache
@@ -289,7 +302,8 @@ def network_energy(arch_file, layers: Sequence[LayerShape], progress: bool = Tru
                 bar.close()
 
     out = NetworkEnergy(arch_file=str(arch_file), arch_sha256=info.sha256,
-                        weight_memory=info.weight_memory, v_nominal=info.v_nominal)
+                        weight_memory=info.weight_memory, v_nominal=info.v_nominal,
+                        domains=info.domains)
     for layer in layers:
         res, cached = results[layer.key()]
         comps = {k: v * 1e-6 for k, v in res.components_pJ.items()}
@@ -297,22 +311,26 @@ def network_energy(arch_file, layers: Sequence[LayerShape], progress: bool = Tru
             name=layer.name, shape=layer, components_uJ=comps, total_uJ=res.total_pJ * 1e-6,
             weight_memory_uJ=sum(v for k, v in comps.items() if k in info.weight_memory),
             macs=layer.macs, cached=cached))
-    _check_weight_memory(out, arch_file)
+    _check_domains(out, arch_file)
     return out
 
 
-def _check_weight_memory(ne: NetworkEnergy, arch_file) -> None:
-    """Every hwsim.weight_memory component must spend energy: one that spends none is a
-    container, or a memory the mapping keeps no weights in, and scaling it would report a
-    saving of exactly nothing."""
-    idle = [c for c in ne.weight_memory
-            if not any(layer.components_uJ.get(c, 0.0) > 0 for layer in ne.layers)]
-    if idle:
-        spent = sorted(c for c, v in ne.components_uJ.items() if v > 0)
-        raise ConfigError(f"arch file {str(arch_file)!r}: field hwsim.weight_memory names "
-                          f"{', '.join(idle)}, which spends no energy in any layer (a container, "
-                          f"or a memory that holds no weights); components with energy: "
-                          f"{', '.join(spent)}")
+def _check_domains(ne: NetworkEnergy, arch_file) -> None:
+    """Every component of every voltage domain must spend energy after mapping: one that
+    spends none is a memory the mapping keeps none of the domain's tensors in, and scaling
+    it would report a saving of exactly nothing."""
+    from .domain_energy import domains_of
+    for d in domains_of(ne):
+        idle = [c for c in d.components
+                if not any(layer.components_uJ.get(c, 0.0) > 0 for layer in ne.layers)]
+        if idle:
+            spent = sorted(c for c, v in ne.components_uJ.items() if v > 0)
+            f = d.field or f"hwsim.domains.{d.name}.components"
+            raise ConfigError(f"arch file {str(arch_file)!r}: field {f} names "
+                              f"{', '.join(idle)}, which spends no energy in any layer (a "
+                              f"container, or a memory that holds none of "
+                              f"{', '.join(d.holds)}); components with energy: "
+                              f"{', '.join(spent)}")
 
 
 def distinct_shapes(layers: Iterable[LayerShape]) -> int:

@@ -16,8 +16,8 @@ import socket
 import sys
 from typing import Callable
 
-from models.device import check_device_name
-from models.errors import ConfigError
+from hwsim.models.device import check_device_name
+from hwsim.models.errors import ConfigError
 
 EXECUTORS = ("serial", "ray")
 RAY_HINT = "pip install 'ray==2.60.0' (or `make setup`, which installs it from pyproject.toml)"

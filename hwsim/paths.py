@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from models.errors import ConfigError
+from hwsim.models.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ARCH_DIR = PROJECT_ROOT / "arch"

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from models.checkpoint import load_checkpoint
-from models.errors import ConfigError
-from models.device import check_device_name, resolve_device
-from models.estimate import estimate_accuracy
-from models.evaluate import StoredWeights, accuracy, on_model_device
+from hwsim.models.checkpoint import load_checkpoint
+from hwsim.models.errors import ConfigError
+from hwsim.models.device import check_device_name, resolve_device
+from hwsim.models.estimate import estimate_accuracy
+from hwsim.models.evaluate import StoredWeights, accuracy, on_model_device
 
 from .files import read_json, update_json
 
@@ -133,7 +133,7 @@ def submit_sweep(executor, out: Path, config: dict, label: str, energy, todo: li
 
 def train_one(cfg, path: str, data, device: str) -> str:
     """Task: train (or resume) one method's checkpoint, its epoch log beside it."""
-    from models.train import train
+    from hwsim.models.train import train
     log_file = Path(path + ".log")
     log_file.parent.mkdir(parents=True, exist_ok=True)
 
@@ -146,7 +146,7 @@ def train_one(cfg, path: str, data, device: str) -> str:
 
 def bfa_seed(checkpoint: str, test, device: str, kw: dict, seed: int):
     """Task: one BFA run (models.attacks.bfa_run) with attack seed `seed`."""
-    from models.attacks import bfa_run
+    from hwsim.models.attacks import bfa_run
     model, _ = load_checkpoint(checkpoint)
     model.to(resolve_device(device))
     return bfa_run(model, test, seed=seed, **kw)
@@ -232,13 +232,11 @@ def _submit_fixed_bers(study, executor, test) -> None:
 def _submit_attacks(study, executor, test, log) -> None:
     """One task per method x attack seed; a method's attacks.json entry, summarized by
     bfa_nflip exactly as a serial run's, is written when its last seed finishes."""
-    from models.attacks import bfa_nflip
+    from hwsim.models.attacks import bfa_nflip
     from .study import checkpoint_path
     path, a = study.out_dir / "attacks.json", study.attacks
     done = read_json(path)
-    settings = {"seeds": a.bfa_seeds, "attack_batch": a.attack_batch, "max_flips": a.max_flips,
-                "seed": study.seed}
-    kw = dict(attack_batch=a.attack_batch, max_flips=a.max_flips)
+    settings, kw = a.settings(study.seed), a.kwargs()
     task_device, _ = executor.gpus(study.device)
     ref = executor.put(test)
     for m in study.methods:

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from models.checkpoint import read_checkpoint
-from models.errors import ConfigError
-from models.data import load_dataset
-from models.device import resolve_device
-from models.train import TrainConfig, train
+from hwsim.models.checkpoint import read_checkpoint
+from hwsim.models.errors import ConfigError
+from hwsim.models.data import load_dataset
+from hwsim.models.device import resolve_device
+from hwsim.models.train import TrainConfig, train
 
 from .ber import BerModel
 from .chips import chips_sidecar, run_study_chips, study_chips_md
@@ -226,13 +226,38 @@ def run_study(study: Study, progress: bool = True, log=print,
                              plotly_dir=out.parent,  # one plotly.min.js for all studies
                              extra_figs=study_chip_figures(study, results, df))
         write_text_atomic(out / "frontier.csv", front.to_csv(index=False))
-        write_text_atomic(out / "summary.md", _summary_md(study, table, dataset)
+        write_text_atomic(out / "summary.md", _summary_md(study, table, dataset, attacks)
                           + study_chips_md(study, results, df))
         write_text_atomic(stamp, digest + "\n")
     return table
 
 
-def _summary_md(study: Study, table: pd.DataFrame, dataset: str) -> str:
+def bfn_comparisons(study: Study, attacks: dict | None) -> list[dict]:
+    """For every BFN method whose twin without BFN (same quantizer, bits, params) was attacked
+    too: models.attacks.compare_nflip(twin's N_flips, its N_flips) ("does BFN raise N_flip")."""
+    from hwsim.models.attacks import compare_nflip
+    out = []
+    for m in study.methods:
+        twin = next((t for t in study.methods if not t.bfn and (t.quantizer, t.bits, t.params,
+                     t.layer_bits) == (m.quantizer, m.bits, m.params, m.layer_bits)), None)
+        if not m.bfn or twin is None or not attacks or m.name not in attacks \
+                or twin.name not in attacks:
+            continue
+        a, b = attacks[twin.name]["n_flips"], attacks[m.name]["n_flips"]
+        if len(a) >= 2 and len(b) >= 2:
+            out.append(compare_nflip(a, b, twin.name, m.name))
+    return out
+
+
+def _bfn_md(study: Study, attacks: dict | None) -> str:
+    from hwsim.models.attacks import comparison_line
+    lines = [f"- {comparison_line(c)}" for c in bfn_comparisons(study, attacks)]
+    return "\nBFA, BFN against none (same attack seeds):\n\n" + "\n".join(lines) + "\n" \
+        if lines else ""
+
+
+def _summary_md(study: Study, table: pd.DataFrame, dataset: str,
+                attacks: dict | None = None) -> str:
     cmd = "hwsim study " + shlex.quote(str(study.file))
     return f"""# Study `{study.name}`
 
@@ -248,7 +273,7 @@ Per method: clean accuracy and the lowest-energy weight-memory voltage whose mea
 stays within 1 point of it; energy per inference there, and saving against {study.voltages.max} V.
 
 {format_table(table)}
-{_reference_md(study)}
+{_bfn_md(study, attacks)}{_reference_md(study)}
 Files: results.csv (every point), frontier.csv (Pareto set), report.html (figures),
 checkpoints/ (with their training logs).
 """
@@ -280,8 +305,12 @@ def _bfa_line(study: Study) -> str:
     a = study.attacks
     if a.bfa_seeds <= 0:
         return "not run"
+    from hwsim.models.attacks import stop_rule
+    rule = stop_rule(a.stop_rule)
+    also = "" if rule.name == "lt11" else " (and, from the same runs, < 1.1x)"
     return (f"{a.bfa_seeds} attack seeds ({study.seed}..{study.seed + a.bfa_seeds - 1}), attack "
-            f"batch {a.attack_batch}, N_flip until held-out accuracy < 1.1x random guess, at "
+            f"batch {a.attack_batch}, N_flip until held-out accuracy "
+            f"{'<=' if rule.inclusive else '<'} {rule.factor:g}x random guess{also}, at "
             f"most {a.max_flips} flips")
 
 
@@ -296,21 +325,20 @@ Published figures for comparison ({study.reference.source}):
 
 
 def _run_attacks(study: Study, path: Path, get_data, progress, log) -> dict:
-    from models.attacks import bfa_nflip
-    from models.checkpoint import load_checkpoint
+    from hwsim.models.attacks import bfa_nflip
+    from hwsim.models.checkpoint import load_checkpoint
     done = read_json(path)
     a = study.attacks
     for m in study.methods:
         key = m.name
-        settings = {"seeds": a.bfa_seeds, "attack_batch": a.attack_batch,
-                    "max_flips": a.max_flips, "seed": study.seed}
+        settings = a.settings(study.seed)
         if key in done and done[key].get("settings") == settings:
             continue
         log(f"== BFA on {m.name} ({a.bfa_seeds} seeds)")
         model, _ = load_checkpoint(checkpoint_path(study, m))
         model.to(resolve_device(study.device))
-        r = bfa_nflip(model, get_data()[1], seeds=a.bfa_seeds, attack_batch=a.attack_batch,
-                      max_flips=a.max_flips, seed=study.seed, progress=progress)
+        r = bfa_nflip(model, get_data()[1], seeds=a.bfa_seeds, seed=study.seed,
+                      progress=progress, **a.kwargs())
         done = update_json(path, lambda d: d.update({key: dict(r, settings=settings)}))
     return done
 
@@ -318,8 +346,8 @@ def _run_attacks(study: Study, path: Path, get_data, progress, log) -> dict:
 def _run_fixed_bers(study: Study, path: Path, get_data, progress, log) -> dict:
     """{method: {ber (str): estimate dict}} for the study's `bers:`, with the sweep's Monte
     Carlo settings; each entry is kept while its checkpoint and settings are unchanged."""
-    from models.checkpoint import load_checkpoint
-    from models.estimate import estimate_accuracy
+    from hwsim.models.checkpoint import load_checkpoint
+    from hwsim.models.estimate import estimate_accuracy
     from .sweep import file_sha256, point_seed
     done = read_json(path)
     mc = study.monte_carlo

@@ -11,11 +11,12 @@ from typing import Any
 
 import yaml
 
-from models.data import DATASETS
-from models.device import check_device_name
-from models.errors import ConfigError
-from models.networks import NETWORKS
-from models.quant import QUANTIZERS
+from hwsim.models.attacks import DEFAULT_ATTACK_BATCH, DEFAULT_STOP_RULE, STOP_RULES
+from hwsim.models.data import DATASETS
+from hwsim.models.device import check_device_name
+from hwsim.models.errors import ConfigError
+from hwsim.models.networks import NETWORKS
+from hwsim.models.quant import QUANTIZERS
 
 from .ber import check_voltage
 from .chips import faults_from_yaml
@@ -96,9 +97,27 @@ class MonteCarlo:
 
 @dataclass
 class Attacks:
+    """BFA settings of a study. A study file that states attack_batch keeps it; the default
+    follows the paper (64). stop_rule: 'lt11' (< 11%) or 'le10.1' (<= 10.1%, the authors'
+    code; it also reports the 'lt11' counts of the same runs)."""
     bfa_seeds: int = 0  # 0 = no BFA
-    attack_batch: int = 128
+    attack_batch: int = DEFAULT_ATTACK_BATCH
     max_flips: int = 500
+    stop_rule: str = DEFAULT_STOP_RULE
+
+    def settings(self, seed: int) -> dict:
+        """What an attacks.json entry was computed with (the stop rule only when not the
+        default, so entries written before it existed still match)."""
+        s = {"seeds": self.bfa_seeds, "attack_batch": self.attack_batch,
+             "max_flips": self.max_flips, "seed": seed}
+        if self.stop_rule != DEFAULT_STOP_RULE:
+            s["stop_rule"] = self.stop_rule
+        return s
+
+    def kwargs(self) -> dict:
+        """bfa_run / bfa_nflip keyword arguments of these settings."""
+        return {"attack_batch": self.attack_batch, "max_flips": self.max_flips,
+                "rule": self.stop_rule}
 
 
 @dataclass
@@ -220,7 +239,7 @@ def _network(r: _Reader, value, base: Path) -> str:
     """A registry name, or a user model spec (path/to/file.py:factory, relative to the study
     file's folder; torchvision:NAME; timm:NAME). Loading a user file runs its code: it is the
     study author's own code, unlike arch files and checkpoints, which stay data."""
-    from models.usercode import is_spec, parse_spec
+    from hwsim.models.usercode import is_spec, parse_spec
     if not is_spec(value):
         return r.choice(value, "network", NETWORKS.names() +
                         ["path/to/file.py:factory", "torchvision:NAME", "timm:NAME"])
@@ -244,8 +263,8 @@ def _layer_bits(r, d, path: str, network: str) -> dict:
     if not isinstance(d, dict) or not d:
         r.fail(path, "must be a mapping of layer name to weight bits, e.g. {conv1: 8}")
     import torch.nn as nn
-    from models.networks import create_model
-    from models.usercode import build_user_model, is_spec, model_entry
+    from hwsim.models.networks import create_model
+    from hwsim.models.usercode import build_user_model, is_spec, model_entry
     net = build_user_model(model_entry(network, 10)) if is_spec(network) else \
         create_model(network)  # layer names do not depend on classes or channels
     names = [n for n, m in net.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
@@ -314,7 +333,9 @@ def load_study(path: str | Path) -> Study:
     mc = _sub(r, d, "monte_carlo", MonteCarlo, {"realizations": pos_int(2), "ci_target": pos})
     attacks = _sub(r, d, "attacks", Attacks, {"bfa_seeds": pos_int(0),
                                               "attack_batch": pos_int(1),
-                                              "max_flips": pos_int(1)})
+                                              "max_flips": pos_int(1),
+                                              "stop_rule": lambda v, p: r.choice(
+                                                  v, p, list(STOP_RULES))})
     bers = d.get("bers") or []
     if not isinstance(bers, list):
         r.fail("bers", "must be a list of bit error rates, e.g. [0.001, 0.01]")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from models.checkpoint import epochs_trained, last_test_acc, read_checkpoint
+from hwsim.models.checkpoint import epochs_trained, last_test_acc, read_checkpoint
 
 from .files import read_json
 from .study import checkpoint_path

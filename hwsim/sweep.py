@@ -11,14 +11,14 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from models.checkpoint import load_checkpoint, method_name
-from models.data import load_dataset
-from models.errors import ConfigError
-from models.estimate import estimate_accuracy
-from models.device import check_device_name, resolve_device
-from models.evaluate import StoredWeights, accuracy, on_model_device
+from hwsim.models.checkpoint import load_checkpoint, method_name
+from hwsim.models.data import load_dataset
+from hwsim.models.errors import ConfigError
+from hwsim.models.estimate import estimate_accuracy
+from hwsim.models.device import check_device_name, resolve_device
+from hwsim.models.evaluate import StoredWeights, accuracy, on_model_device
 
-from models.networks import input_shape
+from hwsim.models.networks import input_shape
 
 from .ber import BerModel, check_voltage
 from .files import file_lock, update_json, write_text_atomic
@@ -47,7 +47,7 @@ def model_energy(arch: str, model, weight_bits: int, act_bits: int = 8,
                  progress: bool = True) -> NetworkEnergy:
     """Nominal-voltage energy per inference of a (quantized) model on an arch file; layers
     quantized to another width than `weight_bits` (mixed precision) keep their own."""
-    from models.quant import layer_widths
+    from hwsim.models.quant import layer_widths
     mixed = {n: b for n, b in layer_widths(model).items() if b != weight_bits}
     layers = extract_layers(model, input_shape(model), weight_bits=weight_bits,
                             act_bits=act_bits, layer_bits=mixed)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Sequence
 
-from models.errors import ConfigError
+from hwsim.models.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ def extract_layers(model, input_shape: Sequence[int] = (3, 32, 32), weight_bits:
         raise ConfigError(f"input_shape must be (C, H, W), got {tuple(input_shape)!r}")
     if weight_bits < 1 or act_bits < 1:
         raise ConfigError(f"weight_bits/act_bits must be >= 1, got {weight_bits}/{act_bits}")
-    from models.quant import check_supported
+    from hwsim.models.quant import check_supported
     check_supported(model, "map")  # e.g. a Conv1d would be left out of the energy silently
 
     names = {m: n for n, m in model.named_modules()}

@@ -1,8 +1,11 @@
 """Adversarial bit-flip attacks on the stored weight integers.
 
 - BFA (Rakin et al. 2019): progressive bit search that maximizes the loss on one attack batch
-  until the accuracy on the rest of the test set falls below random guess (1.1 / classes,
-  i.e. 11% for 10 classes, as in the WCAT paper's App. B.4) or the flip budget is spent.
+  (64 test images by default, the WCAT paper's App. B.4) until the accuracy on the rest of the
+  test set meets a stop rule (STOP_RULES: 'lt11', below 1.1 / classes, i.e. < 11% for 10
+  classes, as the paper's text states; 'le10.1', at most 1.01 / classes, i.e. <= 10.1%, as the
+  authors' code does) or the flip budget is spent. `compare_nflip` tests whether one method's
+  N_flip over seeds exceeds another's (one-sided Mann-Whitney U and Welch t).
 - Stealthy T-BFA (Rakin et al. 2021): the same search minimizing CE(source -> target) plus
   CE(other classes -> their labels), until the held-out attack success rate reaches a goal.
 
@@ -27,12 +30,14 @@ import contextlib
 import math
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from scipy import stats
 from tqdm import tqdm
 
 from .errors import ConfigError
@@ -47,6 +52,74 @@ from .quant import quant_layers
 def random_guess_threshold(num_classes: int) -> float:
     """Accuracy below which a network is 'crushed': 1.1x random guess (11% for 10 classes)."""
     return 1.1 / num_classes
+
+
+@dataclass(frozen=True)
+class StopRule:
+    """When BFA counts a network as crushed: held-out accuracy `< factor / classes`
+    (inclusive=False) or `<= factor / classes` (inclusive=True)."""
+    name: str
+    factor: float
+    inclusive: bool
+    text: str  # for 10 classes, e.g. "< 11%"
+
+    def threshold(self, num_classes: int) -> float:
+        """The accuracy bound for `num_classes` classes."""
+        return self.factor / num_classes
+
+    def need(self, n: int, num_classes: int) -> float:
+        """Correct held-out images (of n) that decide "not crushed yet": the rule is met
+        exactly when fewer than this many are correct (an integer; the 1e-9 absorbs float
+        rounding of factor / classes * n, e.g. 1.1 / 10 * 100 = 11.000000000000002)."""
+        t = self.threshold(num_classes) * n
+        return math.floor(t + 1e-9) + 1 if self.inclusive else math.ceil(t - 1e-9)
+
+
+STOP_RULES = {r.name: r for r in (
+    StopRule("lt11", 1.1, False, "< 11%"),      # the WCAT paper's text (App. B.4)
+    StopRule("le10.1", 1.01, True, "<= 10.1%"),  # the authors' public code
+)}
+DEFAULT_STOP_RULE = "lt11"
+DEFAULT_ATTACK_BATCH = 64  # the WCAT paper's App. B.4
+
+
+def stop_rule(name: str) -> StopRule:
+    """The StopRule called `name` (ConfigError naming the valid ones otherwise)."""
+    if name not in STOP_RULES:
+        raise ConfigError(f"stop rule {name!r}: valid: {', '.join(STOP_RULES)} "
+                          f"({', '.join(r.text for r in STOP_RULES.values())} for 10 classes)")
+    return STOP_RULES[name]
+
+
+def compare_nflip(a, b, name_a: str = "A", name_b: str = "B") -> dict:
+    """Does method B need more flips than method A? Per-seed N_flip lists `a` and `b` (runs
+    that spent the budget count the budget, so ranks are right even when censored).
+    One-sided tests of "B > A": Mann-Whitney U (exact for small samples without ties) and
+    Welch's t. Returns means, stds, U, t and both p-values."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if len(a) < 2 or len(b) < 2:
+        raise ConfigError(f"comparing N_flip needs >= 2 seeds per method "
+                          f"({name_a}: {len(a)}, {name_b}: {len(b)})")
+    mw = stats.mannwhitneyu(b, a, alternative="greater")
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # constant samples: handled below
+        wt = stats.ttest_ind(b, a, equal_var=False, alternative="greater")
+    p_t = float(wt.pvalue)
+    if math.isnan(p_t):  # both constant: no evidence either way unless the means differ
+        p_t = 0.0 if b.mean() > a.mean() else 1.0
+    return {"a": name_a, "b": name_b, "seeds_a": len(a), "seeds_b": len(b),
+            "mean_a": float(a.mean()), "mean_b": float(b.mean()),
+            "std_a": _std(a), "std_b": _std(b),
+            "mannwhitney_u": float(mw.statistic), "p_mannwhitney": float(mw.pvalue),
+            "welch_t": float(wt.statistic), "p_welch": p_t}
+
+
+def comparison_line(c: dict) -> str:
+    """One line for reports: "does B raise N_flip over A: mean -> mean, p = ..."."""
+    return (f"does {c['b']} raise N_flip over {c['a']}: {c['mean_a']:.1f} +/- {c['std_a']:.1f}"
+            f" -> {c['mean_b']:.1f} +/- {c['std_b']:.1f} ({c['seeds_a']} vs {c['seeds_b']} "
+            f"seeds), one-sided Mann-Whitney U p = {c['p_mannwhitney']:.3g}, "
+            f"Welch t p = {c['p_welch']:.3g}")
 
 
 def split_attack_batch(labels, attack_batch: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -104,13 +177,16 @@ class HeldOutCheck:
     below". Images are evaluated in order of their margin (true logit minus best other) at the
     previous check, largest first: those are the ones most likely still correct, so a damaged
     network is decided after a few batches instead of most of the set. The order only changes
-    how soon the count is reached, never the answer."""
+    how soon the count is reached, never the answer. `need` (e.g. StopRule.need) replaces
+    `threshold * n` as the count of correct images that answers "not below"; it may be
+    changed between checks."""
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, threshold: float,
-                 batch_size: int | None = None, reorder: bool = True):
+                 batch_size: int | None = None, reorder: bool = True,
+                 need: float | None = None):
         self.x, self.y, self.reorder = x, y, reorder
         self.batch_size = batch_size or eval_batch_size(x.device)
-        self.need = threshold * len(y)
+        self.need = threshold * len(y) if need is None else need
         self.order = torch.arange(len(y), device=y.device)
         self.images = 0  # evaluated so far, over all checks (benchmarks/bench_bfa_check.py)
 
@@ -334,34 +410,55 @@ class AttackRun:
         return out
 
 
-def bfa_run(model: nn.Module, test_data, *, attack_batch: int = 128, max_flips: int = 500,
-            seed: int = 0, topk: int = 1, progress: bool = False,
-            reorder_check: bool = True) -> AttackRun:
-    """One BFA run: the attack batch is drawn with `seed`; accuracy is measured on the rest."""
+def bfa_run(model: nn.Module, test_data, *, attack_batch: int = DEFAULT_ATTACK_BATCH,
+            max_flips: int = 500, seed: int = 0, topk: int = 1, progress: bool = False,
+            reorder_check: bool = True, rule: str = DEFAULT_STOP_RULE) -> AttackRun:
+    """One BFA run: the attack batch is drawn with `seed`; accuracy is measured on the rest
+    until it meets stop rule `rule` (STOP_RULES). A stricter rule than 'lt11' also records,
+    in extra["n_flip_lt11"], the flips at which the run first met 'lt11' (the same search, so
+    the same count an 'lt11' run stops at); None if it never did."""
     x, y = on_model_device(test_data, model)
     num_classes = getattr(test_data, "num_classes", None) or int(y.max()) + 1
-    thr = random_guess_threshold(num_classes)
+    goal, loose = stop_rule(rule), STOP_RULES["lt11"]
     if max_flips < 0:
         raise ConfigError(f"max flips {max_flips!r}: must be >= 0")
     xa, ya, xh, yh = _split(x, y, attack_batch, seed)
     search = BitSearch(model, _ce, topk)
+    n_loose = None  # flips at which the 'lt11' rule was first met
     with search.attacking():
         clean = _accuracy(model, xh, yh)
-        below = HeldOutCheck(xh, yh, thr, reorder=reorder_check)
-        reached = below(model)
+        # first the 'lt11' count (exactly the old check), then the goal's if it is stricter
+        below = HeldOutCheck(xh, yh, loose.threshold(num_classes), reorder=reorder_check,
+                             need=loose.need(len(yh), num_classes))
+        goal_need = goal.need(len(yh), num_classes)
+
+        def met() -> bool:
+            nonlocal n_loose
+            if n_loose is None:
+                if not below(model):
+                    return False
+                n_loose = search.n_flip
+                if goal.name == loose.name:
+                    return True
+                below.need = goal_need
+            return below(model)
+        reached = met()
         bar = tqdm(total=max_flips, desc=f"BFA seed {seed}", disable=not progress, leave=False,
                    file=sys.stderr)
         while not reached and search.n_flip < max_flips:
             if search.step(xa, ya) is None:
                 break
-            reached = below(model)
+            reached = met()
             bar.update(1)
             bar.set_postfix(loss=f"{search.history[-1].objective:.3f}")
         bar.close()
         final = _accuracy(model, xh, yh)
+    extra = {"threshold": goal.threshold(num_classes), "held_out_images": below.images,
+             "stop_rule": goal.name}
+    if goal.name != loose.name:
+        extra["n_flip_lt11"] = n_loose
     return AttackRun(seed, search.n_flip, reached, clean, final, list(search.history),
-                     search.current_ints(), search.iteration_seconds(),
-                     {"threshold": thr, "held_out_images": below.images})
+                     search.current_ints(), search.iteration_seconds(), extra)
 
 
 def _std(v) -> float:
@@ -376,12 +473,15 @@ def _histogram(model, runs: list[AttackRun]) -> dict[str, int]:
     return hist
 
 
-def bfa_nflip(model: nn.Module, test_data, *, seeds: int = 10, attack_batch: int = 128,
-              max_flips: int = 500, seed: int = 0, topk: int = 1, progress: bool = False,
-              return_runs: bool = False, runs: list[AttackRun] | None = None) -> dict:
-    """N_flip of BFA to random-guess accuracy over `seeds` attack batches (seeds seed,
-    seed+1, ...). Runs that exhaust the budget count max_flips (see `reached`). `runs`: those
-    seeds' bfa_run results computed elsewhere (e.g. one Ray task each), only summarized here."""
+def bfa_nflip(model: nn.Module, test_data, *, seeds: int = 10,
+              attack_batch: int = DEFAULT_ATTACK_BATCH, max_flips: int = 500, seed: int = 0,
+              topk: int = 1, progress: bool = False, return_runs: bool = False,
+              runs: list[AttackRun] | None = None, rule: str = DEFAULT_STOP_RULE) -> dict:
+    """N_flip of BFA to random-guess accuracy (stop rule `rule`) over `seeds` attack batches
+    (seeds seed, seed+1, ...). Runs that exhaust the budget count max_flips (see `reached`).
+    With a rule stricter than 'lt11', "n_flips_lt11" etc. give the 'lt11' counts of the same
+    runs too. `runs`: those seeds' bfa_run results computed elsewhere (e.g. one Ray task each),
+    only summarized here."""
     if seeds < 1:
         raise ConfigError(f"seeds={seeds!r}: must be >= 1")
     if runs is not None:
@@ -394,7 +494,8 @@ def bfa_nflip(model: nn.Module, test_data, *, seeds: int = 10, attack_batch: int
                      file=sys.stderr)
         for s in outer:
             runs.append(bfa_run(model, test_data, attack_batch=attack_batch,
-                                max_flips=max_flips, seed=s, topk=topk, progress=progress))
+                                max_flips=max_flips, seed=s, topk=topk, progress=progress,
+                                rule=rule))
             outer.set_postfix(n_flip=runs[-1].n_flip)
     n = [r.n_flip for r in runs]
     out = {
@@ -409,7 +510,13 @@ def bfa_nflip(model: nn.Module, test_data, *, seeds: int = 10, attack_batch: int
         "final_accuracy_mean": float(np.mean([r.final_accuracy for r in runs])),
         "iteration_seconds": float(np.nanmean([r.iteration_seconds for r in runs]))
         if any(r.n_flip for r in runs) else float("nan"),
+        "stop_rule": runs[0].extra.get("stop_rule", DEFAULT_STOP_RULE),
     }
+    if "n_flip_lt11" in runs[0].extra:  # a stricter rule: the 'lt11' counts of the same runs
+        lt = [max_flips if r.extra["n_flip_lt11"] is None else r.extra["n_flip_lt11"]
+              for r in runs]
+        out.update({"n_flips_lt11": lt, "n_flip_lt11_mean": float(np.mean(lt)),
+                    "n_flip_lt11_std": _std(lt)})
     if return_runs:
         out["runs"] = runs
     return out
@@ -418,12 +525,15 @@ def bfa_nflip(model: nn.Module, test_data, *, seeds: int = 10, attack_batch: int
 # ----------------------------------------------------------------------------- random baseline
 
 @torch.no_grad()
-def random_nflip(model: nn.Module, test_data, *, seeds: int = 10, attack_batch: int = 128,
-                 max_flips: int = 20000, seed: int = 0, step: int = 10) -> dict:
+def random_nflip(model: nn.Module, test_data, *, seeds: int = 10,
+                 attack_batch: int = DEFAULT_ATTACK_BATCH, max_flips: int = 20000, seed: int = 0,
+                 step: int = 10, rule: str = DEFAULT_STOP_RULE) -> dict:
     """Baseline: flip distinct random bits `step` at a time until the held-out accuracy (same
-    split as BFA) is below random guess; N_flip has a resolution of `step` flips."""
+    split as BFA) meets stop rule `rule`; N_flip has a resolution of `step` flips."""
     x, y = on_model_device(test_data, model)
-    thr = random_guess_threshold(getattr(test_data, "num_classes", None) or int(y.max()) + 1)
+    num_classes = getattr(test_data, "num_classes", None) or int(y.max()) + 1
+    goal = stop_rule(rule)
+    thr = goal.threshold(num_classes)
     stored = StoredWeights(model)
     n, reached = [], []
     for s in range(seed, seed + seeds):
@@ -432,7 +542,7 @@ def random_nflip(model: nn.Module, test_data, *, seeds: int = 10, attack_batch: 
         total = min(max_flips, stored.n_bits)
         order = rng.choice(stored.n_bits, size=total, replace=False)
         k, ok = 0, False
-        below = HeldOutCheck(xh, yh, thr)
+        below = HeldOutCheck(xh, yh, thr, need=goal.need(len(yh), num_classes))
         with _eval_mode(model):
             while k < total:
                 k = min(k + step, total)
@@ -443,7 +553,8 @@ def random_nflip(model: nn.Module, test_data, *, seeds: int = 10, attack_batch: 
         n.append(k)
         reached.append(ok)
     return {"attack": "random", "n_flip_mean": float(np.mean(n)), "n_flip_std": _std(n),
-            "n_flips": n, "reached": reached, "threshold": thr, "step": step}
+            "n_flips": n, "reached": reached, "threshold": thr, "step": step,
+            "attack_batch": attack_batch, "stop_rule": goal.name}
 
 
 # ----------------------------------------------------------------------------- T-BFA

@@ -116,4 +116,5 @@ def method_name(config: dict) -> str:
     q = config.get("quantizer")
     if not q:
         return "float"
-    return q["name"] + ("+bfn" if q.get("bfn_rate", 0) > 0 else "")
+    return (q["name"] + ("+bfn" if q.get("bfn_rate", 0) > 0 else "")
+            + ("+abfn" if q.get("act_bfn_rate", 0) > 0 else ""))

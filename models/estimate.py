@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +26,7 @@ from tqdm import tqdm
 
 from .errors import ConfigError
 from .evaluate import StoredWeights, check_ber, hit_rate, on_model_device, t_halfwidth
+from .faultplan import FaultPlan
 from .faults import PositionSampler
 
 PLAIN_MC_ABOVE = 6.0  # expected flips above which stratifying on K gains nothing
@@ -34,7 +36,7 @@ NEGLIGIBLE = 1e-5  # below this P(any flip) the clean accuracy is within 1e-5 of
 
 @dataclass
 class Estimate:
-    ber: float
+    ber: float | dict  # as given: one rate, or {layer name: rate}
     clean: float
     mean: float
     std: float  # spread of accuracy across realizations (mixture std)
@@ -105,18 +107,69 @@ def _strata(n: int, p: float, rng: np.random.Generator, force_mc: bool):
     return "stratified", w0, strata
 
 
+GROUP_TAIL = 400  # table of the total count beyond k_max (stratified: <= 6 expected hits)
+
+
+def _strata_groups(ns, qs, rng: np.random.Generator, force_mc: bool):
+    """_strata for a sum of independent Binomial(n_g, q_g) hit counts (one per fault group,
+    models.faultplan): strata on the total K as above, weights P(K = k) from the exact
+    convolution of the group pmfs; within a stratum the per-group counts are drawn from
+    their exact conditional law given the total, group by group:
+    P(K_g = j | rest) ~ pmf_g(j) * P(K_{g+1} + ... = rest - j)."""
+    ns, qs = np.asarray(ns, np.int64), np.asarray(qs, float)
+    if force_mc or float(ns @ qs) > PLAIN_MC_ABOVE:
+        return "mc", 0.0, [_Stratum(1.0, lambda: rng.binomial(ns, qs))]
+    size = int(min(ns.sum(), 12 + GROUP_TAIL)) + 1
+    pmfs = [stats.binom.pmf(np.arange(size), n, q) for n, q in zip(ns, qs)]
+    suffix = [np.eye(1, size)[0]]  # suffix[i]: pmf of the sum of groups G-i .. G-1
+    for pg in reversed(pmfs):
+        suffix.append(np.convolve(pg, suffix[-1])[:size])
+    suffix.reverse()  # suffix[g]: groups g..G-1; suffix[0]: the total
+
+    def given(total: int) -> np.ndarray:
+        counts, rest = np.zeros(len(ns), np.int64), total
+        for g in range(len(ns) - 1):
+            j = np.arange(min(rest, ns[g]) + 1)
+            w = pmfs[g][j] * suffix[g + 1][rest - j]
+            counts[g] = rng.choice(j, p=w / w.sum())
+            rest -= counts[g]
+        counts[-1] = rest
+        return counts
+
+    total = suffix[0]
+    w0 = float(total[0])
+    rest = 1.0 - w0
+    strata, k = [], 1
+    while k < size:
+        strata.append(_Stratum(float(total[k]), (lambda kk: lambda: given(kk))(k)))
+        tail = float(total[k + 1:].sum())
+        if tail <= 0.01 * rest or k >= 12:
+            break
+        k += 1
+    if tail > 0:
+        ks = np.arange(k + 1, size)
+        pk = total[k + 1:] / total[k + 1:].sum()
+        strata.append(_Stratum(tail, lambda: given(int(rng.choice(ks, p=pk)))))
+    return "stratified", w0, strata
+
+
 @torch.no_grad()
-def estimate_accuracy(model, data, ber: float, *, max_realizations: int = 50,
+def estimate_accuracy(model, data, ber, *, max_realizations: int = 50,
                       min_realizations: int = 10, ci_target: float | None = None,
                       seed: int = 0, stored: StoredWeights | None = None,
                       clean: float | None = None, force_mc: bool = False,
                       progress: bool = False, batch_size: int | None = None,
-                      sampler: str | None = None) -> Estimate:
-    """Accuracy of `model` at bit error rate `ber` (see the module docstring). `sampler`:
-    where flip positions are drawn, 'host' or 'device' (default: host on the CPU, device on
-    a GPU; faults.PositionSampler); either way K and the strata come from `seed`'s numpy
-    generator."""
-    check_ber(ber)
+                      sampler: str | None = None, protection=None) -> Estimate:
+    """Accuracy of `model` at bit error rate `ber` (see the module docstring). `ber`: one
+    rate for every stored bit, or {layer name (quant_layers): rate} with unnamed layers
+    error-free (models.faultplan; strata on the total hit count, _strata_groups).
+    `protection`: 'none' (default), 'secded' or 'msb:K' (models.protection; under SECDED a
+    hit is a word with >= 2 raw errors, so K = 0 is exactly clean). `sampler`: where flip
+    positions are drawn, 'host' or 'device' (default: host on the CPU, device on a GPU;
+    faults.PositionSampler); either way K and the strata come from `seed`'s numpy
+    generator. `expected_flips`: expected weight bits read wrong (after decoding)."""
+    if not isinstance(ber, Mapping):
+        check_ber(ber)
     if max_realizations < 2:
         raise ConfigError(f"realizations={max_realizations!r}: need at least 2 for a CI")
     if ci_target is not None and not ci_target > 0:
@@ -124,23 +177,27 @@ def estimate_accuracy(model, data, ber: float, *, max_realizations: int = 50,
     x, y = on_model_device(data, model)
     model.eval()
     stored = stored or StoredWeights(model)
+    plan = FaultPlan(stored, ber, protection)
     if clean is None:
         clean = float(hit_rate(model, x, y, batch_size))
     n_bits = stored.n_bits
-    if ber == 0:
-        return Estimate(0.0, clean, clean, 0.0, 0.0, 0, "exact", 0.0)
-    p_any = -math.expm1(n_bits * math.log1p(-ber))  # P(K > 0)
+    if plan.zero:
+        return Estimate(0.0 if plan.whole else plan.label, clean, clean, 0.0, 0.0, 0,
+                        "exact", 0.0)
+    p_any = plan.p_any()  # P(K > 0)
     if p_any < NEGLIGIBLE and not force_mc:
         # flips are this rare: accuracy is clean except with probability p_any, so
         # |E[acc] - clean| <= p_any; report that bound as the interval, spend nothing
-        return Estimate(ber, clean, clean, 0.0, p_any, 0, "bound", n_bits * ber)
+        return Estimate(plan.label, clean, clean, 0.0, p_any, 0, "bound",
+                        plan.expected_flips())
     rng = np.random.default_rng(seed)
-    kind, w0, strata = _strata(n_bits, ber, rng, force_mc)
+    kind, w0, strata = (_strata(n_bits, plan.ber, rng, force_mc) if plan.whole else
+                        _strata_groups(plan.ns, plan.qs, rng, force_mc))
     positions = PositionSampler(n_bits, rng, seed, stored.ints.device, sampler)
 
     def run_one(s: _Stratum):
-        k = s.draw_k()
-        with stored.installed(stored.flipped(positions(k))):
+        pos = plan.positions(s.draw_k(), positions, rng)
+        with stored.installed(stored.flipped(pos)):
             s.pending.append(hit_rate(model, x, y, batch_size))
 
     def summary():
@@ -156,7 +213,7 @@ def estimate_accuracy(model, data, ber: float, *, max_realizations: int = 50,
             s.weight * (s.var() + (s.mean() - mean) ** 2) for s in strata)
         return mean, math.sqrt(max(mix, 0.0)), 1.96 * math.sqrt(var_est), used
 
-    bar = tqdm(total=max_realizations, desc=f"BER {ber:.2g}", leave=False,
+    bar = tqdm(total=max_realizations, desc=plan.desc, leave=False,
                disable=not progress, file=sys.stderr)
     # pilot: 2 per stratum (a variance needs two), then rounds allocated by w_k * s_k
     for s in strata:
@@ -180,4 +237,4 @@ def estimate_accuracy(model, data, ber: float, *, max_realizations: int = 50,
             bar.update()
     bar.close()
     mean, sd, half, used = summary()
-    return Estimate(ber, clean, mean, sd, half, used, kind, n_bits * ber)
+    return Estimate(plan.label, clean, mean, sd, half, used, kind, plan.expected_flips())

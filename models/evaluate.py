@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import math
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,7 +20,8 @@ from tqdm import tqdm
 
 from .device import autotuned, model_device
 from .errors import ConfigError
-from .faults import MixedWidths, PositionSampler, flip_positions, sample_flip_count
+from .faultplan import FaultPlan
+from .faults import MixedWidths, PositionSampler, check_ber, flip_positions  # check_ber: re-exported
 from .quant import quant_layers
 
 
@@ -102,7 +104,8 @@ class StoredWeights:
     bits layer by layer; `coding` is whichever of the two flip_positions takes."""
 
     def __init__(self, model: nn.Module):
-        self.layers = [m for _, m in quant_layers(model)]
+        named = quant_layers(model)
+        self.names, self.layers = [n for n, _ in named], [m for _, m in named]
         if not self.layers:
             raise ConfigError("the model has no quantized layers: bit errors need stored "
                               "integers (train with a quantizer)")
@@ -155,7 +158,7 @@ def t_halfwidth(std: float, n: int) -> float:
 
 @dataclass
 class BitErrorResult:
-    ber: float
+    ber: float | dict  # as given: one rate, or {layer name: rate}
     clean: float
     mean: float
     std: float
@@ -169,38 +172,36 @@ class BitErrorResult:
                 ("ber", "clean", "mean", "std", "ci95", "realizations")}
 
 
-def check_ber(ber: float) -> float:
-    if not (isinstance(ber, (int, float)) and 0 <= ber <= 0.5):
-        raise ConfigError(f"bit error rate {ber!r} must be in [0, 0.5]")
-    return float(ber)
-
-
 @torch.no_grad()
-def evaluate_under_bit_errors(model: nn.Module, data, ber: float, realizations: int = 50,
+def evaluate_under_bit_errors(model: nn.Module, data, ber, realizations: int = 50,
                               seed: int = 0, progress: bool = False,
                               batch_size: int | None = None,
-                              sampler: str | None = None) -> BitErrorResult:
+                              sampler: str | None = None, protection=None) -> BitErrorResult:
     """Plain Monte Carlo: accuracy over `realizations` independent bit-error patterns.
-    `sampler`: where flip positions are drawn, 'host' or 'device' (default: host on the
-    CPU, device on a GPU; see faults.PositionSampler)."""
-    check_ber(ber)
+    `ber`: one bit error rate for every stored bit, or {layer name (quant_layers): ber}
+    (unnamed layers error-free; models.faultplan). `protection`: 'none' (default), 'secded'
+    or 'msb:K' (models.protection). `sampler`: where flip positions are drawn, 'host' or
+    'device' (default: host on the CPU, device on a GPU; see faults.PositionSampler).
+    `flips` holds each realization's number of weight bits read wrong."""
+    if not isinstance(ber, Mapping):
+        check_ber(ber)
     if realizations < 1:
         raise ConfigError(f"realizations={realizations!r}: must be >= 1")
     x, y = on_model_device(data, model)
     model.eval()
-    clean = float(hit_rate(model, x, y, batch_size))
     stored = StoredWeights(model)
+    plan = FaultPlan(stored, ber, protection)
+    clean = float(hit_rate(model, x, y, batch_size))
     rng = np.random.default_rng(seed)
     positions = PositionSampler(stored.n_bits, rng, seed, stored.ints.device, sampler)
     accs, flips = [], []
-    for _ in tqdm(range(realizations), desc=f"BER {ber:.2g}", disable=not progress,
-                  leave=False, file=sys.stderr):
-        k = sample_flip_count(stored.n_bits, ber, rng)
-        with stored.installed(stored.flipped(positions(k))):
+    for _ in tqdm(range(realizations), desc=plan.desc, disable=not progress, leave=False, file=sys.stderr):
+        pos = plan.positions(plan.draw_counts(rng), positions, rng)
+        with stored.installed(stored.flipped(pos)):
             accs.append(hit_rate(model, x, y, batch_size))
-        flips.append(k)
+        flips.append(len(pos))
     accs = torch.stack(accs).tolist()  # one device-to-host copy for all realizations
     a = np.asarray(accs)
     std = float(a.std(ddof=1)) if len(a) > 1 else 0.0
-    return BitErrorResult(ber, clean, float(a.mean()), std, t_halfwidth(std, len(a)),
+    return BitErrorResult(plan.label, clean, float(a.mean()), std, t_halfwidth(std, len(a)),
                           len(a), accs, flips)

@@ -23,6 +23,13 @@ def from_unsigned(u: torch.Tensor, bits: int) -> torch.Tensor:
     return torch.where(u >= (1 << (bits - 1)), u - (1 << bits), u)
 
 
+def check_ber(ber: float) -> float:
+    """A bit error rate as a float; ConfigError unless it is a number in [0, 0.5]."""
+    if not (isinstance(ber, (int, float)) and 0 <= ber <= 0.5):
+        raise ConfigError(f"bit error rate {ber!r} must be in [0, 0.5]")
+    return float(ber)
+
+
 def sample_flip_count(n_bits: int, p: float, rng: np.random.Generator) -> int:
     return int(rng.binomial(n_bits, p)) if p > 0 else 0
 
@@ -74,10 +81,13 @@ class PositionSampler:
             self.gen = torch.Generator(device=device)
             self.gen.manual_seed(int(seed))
 
-    def __call__(self, k: int):
+    def __call__(self, k: int, n: int | None = None):
+        """k distinct positions in [0, n) (default n: n_bits); per-layer fault plans draw
+        every layer's positions from this one sampler (one stream, one device generator)."""
+        n = self.n_bits if n is None else n
         if self.where == "host":
-            return sample_positions(self.n_bits, k, self.rng)
-        return sample_positions_on(self.n_bits, k, self.gen)
+            return sample_positions(n, k, self.rng)
+        return sample_positions_on(n, k, self.gen)
 
 
 class MixedWidths:

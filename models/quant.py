@@ -176,18 +176,23 @@ def expected_flip_moments(bits: int, p: float) -> tuple[np.ndarray, np.ndarray]:
     return m1, m2
 
 
-def expected_mse(w: torch.Tensor, a: float, bits: int, p: float = 0.0) -> float:
-    """E||W - W_hat_tilde||^2 / N for range a under bit error rate p (eq. 10; p=0 is eq. 9)."""
+def expected_mse(w: torch.Tensor, a: float, bits: int, p: float = 0.0,
+                 weights: torch.Tensor | None = None) -> float:
+    """E||W - W_hat_tilde||^2 / N for range a under bit error rate p (eq. 10; p=0 is eq. 9).
+    `weights` (same length as w, summing to 1): a weighted mean instead, e.g. a density's
+    quadrature weights on a grid w (models.clipping)."""
     q = qmax(bits)
     scale = a / q
     x = w.detach().double().reshape(-1)
     vi = torch.round(x.clamp(-a, a) / scale)
     d = x - vi * scale
+    mean = (lambda t: t.mean()) if weights is None else \
+        (lambda t: (t * weights.double().reshape(-1)).sum())
     if p == 0:
-        return float((d ** 2).mean())
+        return float(mean(d ** 2))
     m1, m2 = (torch.from_numpy(m) for m in expected_flip_moments(bits, p))
     idx = (vi + q).long()
-    return float((d ** 2 - 2 * d * scale * m1[idx] + scale ** 2 * m2[idx]).mean())
+    return float(mean(d ** 2 - 2 * d * scale * m1[idx] + scale ** 2 * m2[idx]))
 
 
 def best_range(w: torch.Tensor, bits: int, p: float = 0.0, grid: int = 200) -> float:

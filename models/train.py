@@ -42,6 +42,7 @@ class TrainConfig:
     seed: int = 0
     init_from: str | None = None  # checkpoint to fine-tune from (e.g. a float baseline)
     layer_bits: dict | None = None  # {layer: bits} overriding `bits` (mixed precision)
+    act_bfn_rate: float = 0.0  # bit-flip noise on 8-bit activations (models/activations.py)
 
     def recipe(self) -> dict:
         """The fields as a dict (checkpoint config.train); layer_bits only when set, so
@@ -49,6 +50,8 @@ class TrainConfig:
         d = asdict(self)
         if not d["layer_bits"]:
             del d["layer_bits"]
+        if not d["act_bfn_rate"]:  # likewise: recipes without activation noise read as before
+            del d["act_bfn_rate"]
         return d
 
     def validate(self) -> None:
@@ -69,6 +72,11 @@ class TrainConfig:
             raise ConfigError("layer_bits needs a quantizer (a float model stores no integers)")
         if self.bfn_rate > 0 and self.quantizer is None:
             raise ConfigError("bit-flip noise training needs a quantizer (stored integers)")
+        if not 0 <= self.act_bfn_rate <= 0.5:
+            raise ConfigError(f"act_bfn_rate={self.act_bfn_rate!r}: must be in [0, 0.5]")
+        if self.act_bfn_rate > 0 and self.quantizer is None:
+            raise ConfigError("activation bit-flip noise needs a quantizer (it acts at the "
+                              "inputs of quantized layers)")
 
     def model_config(self, num_classes: int, in_channels: int, input_shape=None) -> dict:
         """The checkpoint's config; a user model records its source and input_shape."""
@@ -78,6 +86,8 @@ class TrainConfig:
                  "params": dict(self.quantizer_params)}
             if self.layer_bits:
                 q["layer_bits"] = dict(self.layer_bits)
+            if self.act_bfn_rate:
+                q["act_bfn_rate"] = self.act_bfn_rate
         model = {"name": self.model, "num_classes": num_classes, "in_channels": in_channels}
         if is_spec(self.model):
             model = model_entry(self.model, num_classes, in_channels, input_shape)
@@ -114,7 +124,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: boo
     (benchmarks/bench_train.py --compile); with bit-flip noise the stored integers change
     every step and force recompiles (0.4x), so that combination is refused."""
     cfg.validate()
-    if compile and cfg.bfn_rate > 0:
+    if compile and (cfg.bfn_rate > 0 or cfg.act_bfn_rate > 0):
         raise ConfigError("compile with bit-flip noise training recompiles every step (2.4x "
                           "slower than eager, measured); train without compile")
     dev = resolve_device(device)  # see models/device.py: same recipe, not the same bits
@@ -133,6 +143,9 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: boo
         from .quant import quantize_model
         quantize_model(model, q["name"], q["bits"], q["bfn_rate"],
                        layer_bits=q.get("layer_bits"), **q["params"])
+        if cfg.act_bfn_rate > 0:  # training-mode hooks; the checkpoint holds no trace of them
+            from .activations import add_activation_bfn
+            add_activation_bfn(model, cfg.act_bfn_rate)
     model.to(dev)
 
     qparams = [p for n, p in model.named_parameters() if ".quantizer." in n]

@@ -119,6 +119,9 @@ def build_user_model(m: dict, what: str = "--model") -> nn.Module:
         if m.get(key) is not None and key not in kwargs and \
                 ((hub and key == "num_classes") or (not hub and _accepts(fn, key))):
             kwargs[key] = m[key]
+    if source["kind"] == "timm" and m.get("in_channels") is not None \
+            and "in_chans" not in kwargs:
+        kwargs["in_chans"] = m["in_channels"]  # timm's name for it (digits: 1 channel)
     label = source.get("path", source["kind"]) + ":" + source["factory"]
     try:
         model = fn(**kwargs)

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.data import load_digits
-from models.train import TrainConfig, train
+from hwsim.models.data import load_digits
+from hwsim.models.train import TrainConfig, train
 
 # short recipe: ~10 epochs of the small CNN on digits, a few seconds each
 RECIPE = dict(model="small_cnn", epochs=10, batch_size=64, lr=0.05, seed=0)

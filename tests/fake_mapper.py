@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from hwsim import accelforge_backend as backend
-from models.errors import ConfigError
+from hwsim.models.errors import ConfigError
 
 
 def map_layer(arch_file, layer, *, fast: bool = True, mapper=None) -> backend.LayerEnergy:

@@ -2,7 +2,10 @@
 hwsim.models import name. Energies come from the committed arch/cache (TinyNet has the small
 CNN's layer shapes), so nothing is mapped."""
 import json
+import os
 import shutil
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -14,10 +17,10 @@ import torch.nn as nn
 import hwsim
 from hwsim import api as hw
 from hwsim.cli import main
-from models.checkpoint import load_checkpoint
-from models.data import load_dataset
-from models.errors import ConfigError
-from models.quant import QConv2d, quant_layers
+from hwsim.models.checkpoint import load_checkpoint
+from hwsim.models.data import load_dataset
+from hwsim.models.errors import ConfigError
+from hwsim.models.quant import QConv2d, quant_layers
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = textwrap.dedent("""
@@ -217,13 +220,33 @@ def test_pareto_accepts_a_hand_made_csv(capsys, tmp_path):
 
 
 def test_hwsim_models_is_the_network_side_not_a_copy():
-    import models.quant
     import hwsim.models.quant
     from hwsim.models import create_model
     from hwsim.models.train import TrainConfig
-    assert hwsim.models.quant is models.quant and create_model is models.create_model
-    assert TrainConfig is __import__("models.train").train.TrainConfig
+    assert hwsim.models.quant.__file__.endswith(os.path.join("models", "quant.py"))
+    assert create_model is hwsim.models.networks.create_model
+    assert TrainConfig is sys.modules["hwsim.models.train"].TrainConfig
     assert hwsim.quantize is hw.quantize and hwsim.evaluate is hw.evaluate
+    # one copy of the network side, under one name
+    assert not any(m == "models" or m.startswith("models.") for m in sys.modules)
+
+
+def test_a_users_own_models_package_does_not_shadow_hwsim(tmp_path):
+    """A user's models/ package next to their script (first on sys.path) leaves hwsim alone,
+    and the network side never imports the hardware side."""
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "__init__.py").write_text("raise ImportError('user models imported')\n")
+    script = ("import sys\n"
+              "import hwsim.models, hwsim.models.quant\n"
+              "assert 'models' not in sys.modules\n"
+              "assert not any(m.startswith('hwsim.') and not m.startswith('hwsim.models')\n"
+              "               for m in sys.modules), sorted(sys.modules)\n"
+              "from hwsim import api\n"
+              "print(api.quantize.__module__)\n")
+    out = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "hwsim.api"
 
 
 def test_study_with_a_user_network(tmp_path, monkeypatch):
@@ -254,3 +277,26 @@ monte_carlo: {{realizations: 2}}
     study.write_text(study.read_text().replace("tiny.py", "gone.py"))
     with pytest.raises(ConfigError, match=r"network: 'gone.py:TinyNet': file .*gone.py' does not"):
         load_study(study)
+
+
+def test_timm_network_trains_reloads_and_evaluates(tmp_path, capsys):
+    """`--model timm:NAME` (random init, nothing downloaded): trained through the CLI on
+    digits (1 input channel passed as timm's in_chans), reloaded from its checkpoint with the
+    same numbers, and a name timm does not know is one error line."""
+    timm = pytest.importorskip("timm")
+    ck = tmp_path / "t.pt"
+    torch.set_num_threads(2)
+    code, _, err = run(capsys, "train", "--model", "timm:test_resnet", "--quantizer", "wcat",
+                       "--epochs", "1", "--out", ck, "--no-progress")
+    assert code == 0, err
+    model, cfg = load_checkpoint(ck)
+    assert cfg["model"]["source"] == {"kind": "timm", "factory": "test_resnet", "kwargs": {}}
+    assert isinstance(model, timm.models.resnet.ResNet) and model.conv1[0].in_channels == 1
+    assert len(quant_layers(model)) == sum(
+        isinstance(m, (nn.Conv2d, nn.Linear)) for m in model.modules())
+    test = load_dataset("digits")[1]
+    a = hw.evaluate(model, test, ber=0.01, realizations=3, seed=2)
+    b = hw.evaluate(load_checkpoint(ck)[0], test, ber=0.01, realizations=3, seed=2)
+    assert a.accuracies == b.accuracies and min(a.flips) > 0 and a.clean > 0.1
+    code, _, err = run(capsys, "energy", "--model", "timm:resnet_nope")
+    assert code == 2 and "not a timm model name" in err and len(err.strip().splitlines()) == 1

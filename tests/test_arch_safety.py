@@ -13,7 +13,7 @@ import pytest
 
 from hwsim import accelforge_backend as backend
 from hwsim import arch_safety
-from models.errors import ConfigError
+from hwsim.models.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 ARCH = ROOT / "arch" / "eyeriss_sram.yaml"
@@ -46,9 +46,11 @@ def test_every_shipped_arch_passes_unchanged(arch):
     arch_safety.check_arch_text(arch, text)
     arch_safety.check_spec(arch, backend._load_yaml_plain(text))
     _, info = backend.load_arch(arch, accelforge_loader=False)
-    # the committed cache is keyed by this hash: it must still find the shipped arch
+    # the committed cache is keyed by this hash: it must still find the shipped arch (the
+    # 22 nm variants hold only `hwsim arch check`'s layer; tests/test_arch_check.py checks
+    # which shapes each shipped arch has)
     keys = json.loads((ROOT / "arch" / "cache" / "energy.json").read_text())["entries"]
-    assert sum(k.startswith(info.sha256 + "|") for k in keys) >= 10
+    assert sum(k.startswith(info.sha256 + "|") for k in keys) >= 1
 
 
 def test_shipped_arch_passes_through_accelforge_loader():

@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from hwsim.cli import main
-from models import StoredWeights, load_checkpoint, quant_layers
-from models.attacks import (BitSearch, HeldOutCheck, _ce, bfa_nflip, bfa_run, bit_weights,
+from hwsim.models import StoredWeights, load_checkpoint, quant_layers
+from hwsim.models.attacks import (BitSearch, HeldOutCheck, _ce, bfa_nflip, bfa_run, bit_weights,
                             hamming_distance, random_guess_threshold, random_nflip,
                             split_attack_batch, tbfa, tbfa_all_pairs)
-from models.faults import from_unsigned, to_unsigned
-from models.train import TrainConfig, train
+from hwsim.models.faults import from_unsigned, to_unsigned
+from hwsim.models.train import TrainConfig, train
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -124,7 +124,7 @@ def test_bfa_deterministic_and_hamming_invariant(models, digits):
         assert hamming_distance(torch.tensor([f.before]), torch.tensor([f.after]), 4) == 1
     # the attacked integers reproduce the reported accuracy
     stored = StoredWeights(model)
-    _, h = split_attack_batch(digits[1].labels.numpy(), 128, 5)
+    _, h = split_attack_batch(digits[1].labels.numpy(), 64, 5)  # bfa_run's default batch
     x, y = digits[1].subset(h).tensors()
     with stored.installed(stored.weights(a.ints)):
         acc = float((model(x).argmax(1) == y).float().mean())
@@ -292,7 +292,7 @@ def test_held_out_check_is_exact_and_learns_its_order(models, digits):
     """The ordered early-stopping check answers exactly `accuracy < threshold` as the weights
     degrade; asked twice about the same weights, the learned order never needs more images,
     and over a degrading network it needs fewer."""
-    from models.evaluate import accuracy
+    from hwsim.models.evaluate import accuracy
     model = models["normal"]
     x, y = digits[1].tensors()
     stored = StoredWeights(model)

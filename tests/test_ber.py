@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from hwsim.ber import BerModel, fit_ber
-from models.errors import ConfigError
+from hwsim.models.errors import ConfigError
 
 
 def test_paper_model_values_and_clamp():

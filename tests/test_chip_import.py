@@ -10,9 +10,9 @@ from hwsim.chip_import import export_profile, load_chip, read_profile, write_chi
 from hwsim.chips import chip_sweep, chips_sidecar, Faults
 from hwsim.cli import main
 from hwsim.study_spec import load_study
-from models.checkpoint import load_checkpoint
-from models.chips import evaluate_chip, model_layout, sample_chip
-from models.errors import ConfigError
+from hwsim.models.checkpoint import load_checkpoint
+from hwsim.models.chips import evaluate_chip, model_layout, sample_chip
+from hwsim.models.errors import ConfigError
 
 GRID = [0.44, 0.41, 0.39, 0.37]
 

@@ -12,11 +12,11 @@ from hwsim.chips_report import paired
 from hwsim.cli import main
 from hwsim.paths import resolve_arch
 from hwsim.study_spec import load_study
-from models.checkpoint import load_checkpoint
-from models.chips import Layout, evaluate_chip, model_layout, sample_chip, vmin_index
-from models.errors import ConfigError
-from models.evaluate import StoredWeights, evaluate_under_bit_errors
-from models.faults import to_unsigned
+from hwsim.models.checkpoint import load_checkpoint
+from hwsim.models.chips import Layout, evaluate_chip, model_layout, sample_chip, vmin_index
+from hwsim.models.errors import ConfigError
+from hwsim.models.evaluate import StoredWeights, evaluate_under_bit_errors
+from hwsim.models.faults import to_unsigned
 
 ARCH = resolve_arch("eyeriss_sram")
 

@@ -18,7 +18,7 @@ from hwsim.cli import main
 from hwsim.energy import EnergyCache, network_energy
 from hwsim.files import write_text_atomic
 from hwsim.workload import LayerShape
-from models.errors import ConfigError
+from hwsim.models.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 ARCH = ROOT / "arch" / "eyeriss_sram.yaml"

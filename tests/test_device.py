@@ -14,13 +14,13 @@ import pytest
 import torch
 from scipy import stats
 
-from models import evaluate_under_bit_errors, load_checkpoint
-from models.attacks import bfa_nflip, tbfa
-from models.device import check_device_name, resolve_device
-from models.errors import ConfigError
-from models.estimate import estimate_accuracy
-from models.faults import PositionSampler, sample_positions_on
-from models.train import TrainConfig, train
+from hwsim.models import evaluate_under_bit_errors, load_checkpoint
+from hwsim.models.attacks import bfa_nflip, tbfa
+from hwsim.models.device import check_device_name, resolve_device
+from hwsim.models.errors import ConfigError
+from hwsim.models.estimate import estimate_accuracy
+from hwsim.models.faults import PositionSampler, sample_positions_on
+from hwsim.models.train import TrainConfig, train
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

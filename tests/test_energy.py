@@ -10,7 +10,7 @@ from hwsim import accelforge_backend as backend
 from hwsim.energy import (LayerResult, NetworkEnergy, cache_key, network_energy,
                           scaled_energy, scaled_weight_memory, voltage_factor)
 from hwsim.workload import LayerShape, extract_layers
-from models.errors import ConfigError
+from hwsim.models.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 ARCH = ROOT / "arch" / "eyeriss_sram.yaml"
@@ -166,7 +166,7 @@ def test_live_mapping_and_cache_roundtrip(tmp_path):
                                                        "resnet56") for b in (4, 8)])
 def test_committed_cache_covers_shipped_networks(net, bits, monkeypatch):
     """arch/cache answers the shipped networks without mapping (regenerate: arch/README.md)."""
-    from models import create_model, input_shape
+    from hwsim.models import create_model, input_shape
 
     from hwsim.workload import extract_layers
 
@@ -199,7 +199,7 @@ def test_arch_hash_ignores_comments_and_hwsim_section(tmp_path):
 def test_scaled_domain_variant_is_served_from_cache(monkeypatch):
     """eyeriss_sram_wspad.yaml maps nothing; only the weight-memory split changes."""
     from hwsim import accelforge_backend as backend
-    from models import create_model, input_shape
+    from hwsim.models import create_model, input_shape
     monkeypatch.setattr(backend, "map_layer", lambda *a, **k: pytest.fail("mapped"))
     layers = extract_layers(create_model("resnet20"), input_shape("resnet20"), weight_bits=4)
     a = network_energy(ROOT / "arch" / "eyeriss_sram.yaml", layers, progress=False)

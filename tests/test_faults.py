@@ -3,7 +3,7 @@ import pytest
 import torch
 from scipy import stats
 
-from models.faults import (flip_bits_bernoulli_naive, flip_positions, flip_random_bits,
+from hwsim.models.faults import (flip_bits_bernoulli_naive, flip_positions, flip_random_bits,
                            from_unsigned, sample_positions, to_unsigned)
 
 

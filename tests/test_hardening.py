@@ -70,7 +70,7 @@ def test_crafted_cifar_batch_runs_no_code(capsys, here):
 
 
 def test_genuine_cifar_batches_still_load(here):
-    from models.data import load_cifar10
+    from hwsim.models.data import load_cifar10
     root = here / "cifar-10-batches-py"
     root.mkdir()
     rng = np.random.default_rng(0)
@@ -216,7 +216,7 @@ def test_weight_memory_that_spends_nothing_is_refused(capsys, here, monkeypatch)
                                              "weight_memory: [ProcessingElement]"))
     assert "ProcessingElement" in arch.read_text()
     assert_one_line_error(capsys, ["energy", "--arch", arch, "--model", "mlp"],
-                          "hwsim.weight_memory names ProcessingElement, which spends no energy",
+                          "hwsim.weight_memory names ProcessingElement, which is not a memory",
                           here)
 
 

@@ -14,14 +14,14 @@ from hwsim import accelforge_backend as backend
 from hwsim import api as hw
 from hwsim.cli import main
 from hwsim.study_spec import load_study
-from models.checkpoint import load_checkpoint
-from models.chips import Layout, model_layout
-from models.data import load_dataset
-from models.errors import ConfigError
-from models.evaluate import StoredWeights
-from models.faults import flip_positions, sample_flip_count, sample_positions
-from models.networks import create_model
-from models.quant import layer_widths, split_widths
+from hwsim.models.checkpoint import load_checkpoint
+from hwsim.models.chips import Layout, model_layout
+from hwsim.models.data import load_dataset
+from hwsim.models.errors import ConfigError
+from hwsim.models.evaluate import StoredWeights
+from hwsim.models.faults import flip_positions, sample_flip_count, sample_positions
+from hwsim.models.networks import create_model
+from hwsim.models.quant import layer_widths, split_widths
 
 ARCH = Path(__file__).resolve().parent.parent / "arch" / "eyeriss_sram.yaml"
 EIGHT = {"features.0": 8, "fc": 8}  # first conv and last linear at 8 bits, the rest at 4
@@ -222,8 +222,8 @@ def test_study_yaml_layer_bits(tmp_path):
 
 
 def test_chip_on_a_mixed_model_errs_inside_the_widths():
-    from models.chips import evaluate_chip, sample_chip
-    from models.faults import to_unsigned
+    from hwsim.models.chips import evaluate_chip, sample_chip
+    from hwsim.models.faults import to_unsigned
     net = mixed_cnn()
     s, lay = StoredWeights(net), model_layout(net)
     chip = sample_chip(3, lay.used_bits, 0.05, "stuck-at")

@@ -60,7 +60,7 @@ def test_pareto_command_keeps_same_named_methods_of_two_studies_apart(tmp_path):
 def test_pareto_methods_filter_keeps_the_named_methods_of_every_csv(tmp_path):
     from hwsim.commands.pareto import load_results
     from hwsim.sweep import COLUMNS
-    from models.errors import ConfigError
+    from hwsim.models.errors import ConfigError
     paths = []
     for study, methods in (("r20", ["normal", "lsq", "wcat+bfn"]), ("r32", ["normal", "wcat+bfn"])):
         (tmp_path / study).mkdir()

@@ -5,8 +5,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from models.errors import ConfigError
-from models.quant import (QConv2d, create_quantizer, expected_mse, quant_layers,
+from hwsim.models.errors import ConfigError
+from hwsim.models.quant import (QConv2d, create_quantizer, expected_mse, quant_layers,
                           quantize_model, best_range)
 
 
@@ -65,7 +65,7 @@ def test_wcat_penalty_and_inits():
 
 
 def test_expected_mse_under_bit_errors_matches_monte_carlo():
-    from models.faults import flip_random_bits
+    from hwsim.models.faults import flip_random_bits
     torch.manual_seed(1)
     w = torch.randn(2000)
     a, bits, p = 2.0, 4, 0.05
@@ -138,7 +138,7 @@ def test_bad_quantizer_settings_are_clean_errors():
 
 
 def test_quantize_model_wraps_every_conv_and_linear():
-    from models import create_model
+    from hwsim.models import create_model
     m = quantize_model(create_model("resnet20"), "normal", 4)
     names = [n for n, _ in quant_layers(m)]
     assert len(names) == 20 and names[0] == "conv1" and names[-1] == "fc"

@@ -14,8 +14,8 @@ from hwsim.executor import RayExecutor
 from hwsim.study import run_study
 from hwsim.study_spec import load_study
 from hwsim.workload import LayerShape
-from models.errors import ConfigError
-from models.train import TrainConfig, train
+from hwsim.models.errors import ConfigError
+from hwsim.models.train import TrainConfig, train
 
 ray = pytest.importorskip("ray")
 ROOT = Path(__file__).resolve().parent.parent

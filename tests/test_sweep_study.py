@@ -12,10 +12,10 @@ from hwsim.energy import LayerResult, NetworkEnergy
 from hwsim.study import run_study
 from hwsim.study_spec import load_study
 from hwsim.workload import LayerShape
-from models import load_checkpoint
-from models.errors import ConfigError
-from models.estimate import estimate_accuracy
-from models.evaluate import StoredWeights, evaluate_under_bit_errors
+from hwsim.models import load_checkpoint
+from hwsim.models.errors import ConfigError
+from hwsim.models.estimate import estimate_accuracy
+from hwsim.models.evaluate import StoredWeights, evaluate_under_bit_errors
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from models import evaluate_under_bit_errors, load_checkpoint
-from models.errors import ConfigError
-from models.train import TrainConfig, train
+from hwsim.models import evaluate_under_bit_errors, load_checkpoint
+from hwsim.models.errors import ConfigError
+from hwsim.models.train import TrainConfig, train
 
 
 @pytest.mark.parametrize("quantizer", ["normal", "plclip", "lsq", "wcat"])
@@ -47,7 +47,7 @@ def test_resume_equals_uninterrupted_training(digits, tmp_path):
     # simulate a crash after epoch 2: train a 3-epoch run but stop after 2 by resuming a copy
     part = TrainConfig(**{**cfg.__dict__})
     path = tmp_path / "part.pt"
-    import models.train as mt
+    import hwsim.models.train as mt
     calls = {"n": 0}
     orig = mt.save_atomic
 
@@ -116,6 +116,6 @@ def test_compiled_training_writes_a_plain_checkpoint(digits, tmp_path):
                compile=True)
     assert not any("_orig_mod" in k for k in ck["model_state"])  # loads without torch.compile
     model, _ = load_checkpoint(tmp_path / "c.pt")
-    from models.evaluate import accuracy
+    from hwsim.models.evaluate import accuracy
     assert accuracy(model, digits[1]) == pytest.approx(ck["history"][-1]["test_acc"])
     assert ck["history"][-1]["test_acc"] >= 0.85

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from hwsim.workload import LayerShape, extract_layers, total_macs
-from models.errors import ConfigError
+from hwsim.models.errors import ConfigError
 
 
 def resnet_cifar_macs(depth: int, num_classes: int = 10) -> int:
@@ -28,7 +28,7 @@ def test_resnet_formula_is_the_known_number():
 
 @pytest.mark.parametrize("depth", [20, 32])
 def test_resnet_macs_match_hand_count(depth):
-    from models import create_model
+    from hwsim.models import create_model
     model = create_model(f"resnet{depth}", num_classes=10)
     layers = extract_layers(model, (3, 32, 32), weight_bits=4)
     assert total_macs(layers) == resnet_cifar_macs(depth)

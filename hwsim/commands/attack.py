@@ -1,28 +1,41 @@
 """`hwsim attack`: adversarial bit-flip attacks on a checkpoint's stored weight integers.
 
-  hwsim attack bfa    --checkpoint C [--attack-batch 128] [--seeds 10] [--max-flips 500]
+  hwsim attack bfa    --checkpoint C [--attack-batch 64] [--seeds 10] [--max-flips 500]
+                      [--stop-rule lt11|le10.1]
   hwsim attack tbfa   --checkpoint C --source S --target T | --all-pairs
   hwsim attack random --checkpoint C          (random-flip baseline, same split and goal)
+  hwsim attack compare A B    (does B raise N_flip over A? A, B: `bfa --json` outputs or
+                               a study's attacks.json:METHOD)
 """
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
-from models.attacks import bfa_nflip, random_nflip, tbfa, tbfa_all_pairs
-from models.checkpoint import load_checkpoint, method_name
-from models.data import CIFAR10_CLASSES, load_dataset
-from models.device import resolve_device
-from models.errors import ConfigError
+from hwsim.models.attacks import (DEFAULT_ATTACK_BATCH, DEFAULT_STOP_RULE, STOP_RULES,
+                                  bfa_nflip, compare_nflip, comparison_line, random_nflip,
+                                  tbfa, tbfa_all_pairs)
+from hwsim.models.checkpoint import load_checkpoint, method_name
+from hwsim.models.data import CIFAR10_CLASSES, load_dataset
+from hwsim.models.device import resolve_device
+from hwsim.models.errors import ConfigError
 
 from .common import add_device, add_seed, add_threads, apply_threads, comma_list, number, print_json
 
 
-def _common(p, max_flips: int = 500) -> None:
+def _common(p, max_flips: int = 500, attack_batch: int = DEFAULT_ATTACK_BATCH,
+            rule: bool = True) -> None:
     p.add_argument("--checkpoint", required=True, help="checkpoint (.pt) of a quantized model")
     p.add_argument("--data-root", help="data folder (default: the checkpoint's data root)")
-    p.add_argument("--attack-batch", type=number(int, 1), default=128,
-                   help="test images the attacker sees (default 128); accuracy is measured on "
-                        "the rest of the test set")
+    p.add_argument("--attack-batch", type=number(int, 1), default=attack_batch,
+                   help=f"test images the attacker sees (default {attack_batch}); accuracy is "
+                        f"measured on the rest of the test set")
+    if rule:
+        p.add_argument("--stop-rule", choices=list(STOP_RULES), default=DEFAULT_STOP_RULE,
+                       help="when the network counts as crushed: lt11 = held-out accuracy "
+                            "< 1.1x random guess (11%%, the paper's text; default), le10.1 = "
+                            "<= 1.01x (10.1%%, the authors' code; also reports lt11)")
     p.add_argument("--seeds", type=number(int, 1), default=10,
                    help="attack runs, each with its own attack batch (default 10)")
     add_seed(p, help="first seed, an integer >= 0 (default 0)")
@@ -54,7 +67,7 @@ def register(sub) -> None:
     t = asub.add_parser("tbfa", help="stealthy targeted BFA: source class -> target class",
                         description="Stealthy T-BFA (Rakin et al. 2021): inputs of class SOURCE "
                                     "are classified as TARGET, other classes keep accuracy.")
-    _common(t)
+    _common(t, attack_batch=128, rule=False)
     _search(t)
     t.add_argument("--source", help="source class (index, or CIFAR-10 name)")
     t.add_argument("--target", help="target class (index, or CIFAR-10 name)")
@@ -70,6 +83,18 @@ def register(sub) -> None:
     r.add_argument("--step", type=number(int, 1), default=10,
                    help="flips added between accuracy checks (N_flip resolution, default 10)")
     r.set_defaults(func=run_random)
+
+    c = asub.add_parser("compare", help="does B raise N_flip over A? (significance test)",
+                        description="One-sided Mann-Whitney U and Welch t on per-seed N_flip. "
+                                    "A and B: JSON files of `hwsim attack bfa --json`, or a "
+                                    "study's attacks.json:METHOD.")
+    c.add_argument("a", help="baseline results (FILE or FILE:METHOD)")
+    c.add_argument("b", help="results tested for more flips (FILE or FILE:METHOD)")
+    c.add_argument("--counts", choices=["n_flips", "n_flips_lt11"], default="n_flips",
+                   help="which per-seed counts: n_flips (the run's own stop rule, default) or "
+                        "n_flips_lt11 (the < 11%% counts a --stop-rule le10.1 run also gives)")
+    c.add_argument("--json", action="store_true", help="print the test as JSON")
+    c.set_defaults(func=run_compare)
     p.set_defaults(func=lambda args: (p.print_help(), 1)[1])
 
 
@@ -126,13 +151,18 @@ def run_bfa(args) -> int:
     model, config, test = _load(args)
     res = bfa_nflip(model, test, seeds=args.seeds, attack_batch=args.attack_batch,
                     max_flips=args.max_flips, seed=args.seed, topk=args.topk,
-                    progress=not args.no_progress)
+                    progress=not args.no_progress, rule=args.stop_rule)
     if _printed_json(res, args, config):
         return 0
-    print(f"BFA on {_header(args, config)}")
-    print(f"  N_flip to accuracy < {100 * res['threshold']:.2f}%: "
+    print(f"BFA on {_header(args, config)}, attack batch {args.attack_batch}")
+    rel = "<=" if STOP_RULES[args.stop_rule].inclusive else "<"
+    print(f"  N_flip to accuracy {rel} {100 * res['threshold']:.2f}%: "
           f"{_fmt(res['n_flip_mean'])} +/- {_fmt(res['n_flip_std'])}  over {args.seeds} seeds "
           f"(runs: {', '.join(map(str, res['n_flips']))})")
+    if "n_flips_lt11" in res:
+        print(f"  N_flip to accuracy < {100 * STOP_RULES['lt11'].threshold(test.num_classes):.2f}"
+              f"% (same runs): {_fmt(res['n_flip_lt11_mean'])} +/- "
+              f"{_fmt(res['n_flip_lt11_std'])}  (runs: {', '.join(map(str, res['n_flips_lt11']))})")
     missed = res["reached"].count(False)
     if missed:
         print(f"  {missed} run(s) spent the budget of {args.max_flips} flips without reaching "
@@ -200,11 +230,53 @@ def run_random(args) -> int:
     if args.step < 1:
         raise ConfigError(f"--step {args.step}: must be >= 1")
     res = random_nflip(model, test, seeds=args.seeds, attack_batch=args.attack_batch,
-                       max_flips=args.max_flips, seed=args.seed, step=args.step)
+                       max_flips=args.max_flips, seed=args.seed, step=args.step,
+                       rule=args.stop_rule)
     if _printed_json(res, args, config):
         return 0
     print(f"random bit flips on {_header(args, config)}")
-    print(f"  N_flip to accuracy < {100 * res['threshold']:.2f}%: {_fmt(res['n_flip_mean'])} "
+    rel = "<=" if STOP_RULES[args.stop_rule].inclusive else "<"
+    print(f"  N_flip to accuracy {rel} {100 * res['threshold']:.2f}%: {_fmt(res['n_flip_mean'])} "
           f"+/- {_fmt(res['n_flip_std'])} (resolution {args.step}; runs: "
           f"{', '.join(map(str, res['n_flips']))})")
+    return 0
+
+
+def _nflips(spec: str, field: str = "n_flips") -> tuple[str, list]:
+    """(label, per-seed N_flips) of FILE (a `bfa --json` output) or FILE:METHOD (an entry of
+    a study's attacks.json). JSON only: nothing in the file is run."""
+    path, method = spec, None
+    if not Path(spec).is_file() and ":" in spec:
+        path, method = spec.rsplit(":", 1)
+    try:
+        d = json.loads(Path(path).read_text())
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read ({e.strerror or e})") from None
+    except ValueError as e:
+        raise ConfigError(f"{path}: not JSON ({e})") from None
+    if method is not None:
+        if not isinstance(d, dict) or method not in d:
+            have = ", ".join(d) if isinstance(d, dict) else "none"
+            raise ConfigError(f"{path}: no method {method!r}; valid: {have}")
+        d = d[method]
+    n = d.get(field) if isinstance(d, dict) else None
+    if not (isinstance(n, list) and n and all(isinstance(v, (int, float)) and
+                                              not isinstance(v, bool) for v in n)):
+        what = " (only runs with --stop-rule le10.1 have it)" if field != "n_flips" else ""
+        raise ConfigError(f"{spec}: field {field}: expected a list of per-seed flip counts "
+                          f"(the output of `hwsim attack bfa --json`, or attacks.json:METHOD)"
+                          f"{what}")
+    label = method or d.get("method") or Path(path).stem
+    return label, n
+
+
+def run_compare(args) -> int:
+    (la, a), (lb, b) = _nflips(args.a, args.counts), _nflips(args.b, args.counts)
+    if la == lb:
+        la, lb = f"A ({la})", f"B ({lb})"
+    res = compare_nflip(a, b, la, lb)
+    if args.json:
+        print_json(res)
+    else:
+        print(comparison_line(res))
     return 0

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from hwsim.ber import BerModel, check_voltage, fit_ber, read_ber_csv
-from models.errors import ConfigError
+from hwsim.models.errors import ConfigError
 
 from .common import out_file, print_json
 

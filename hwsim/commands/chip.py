@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hwsim.chips import FAULT_MODELS, Faults
-from models.chips import MODES
+from hwsim.models.chips import MODES
 
 from .common import number, out_file
 

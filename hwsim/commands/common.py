@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from models.errors import ConfigError
+from hwsim.models.errors import ConfigError
 
 
 def parse_params(items: list[str] | None) -> dict:

@@ -2,6 +2,8 @@
 
     hwsim energy --arch arch/eyeriss_sram.yaml --model resnet20 [--weight-bits 4]
                  [--voltage 0.6 [--ber-model FILE]] [--json]
+    hwsim energy --arch arch/eyeriss_sram_domains.yaml --model resnet20 \
+                 --domain weights=0.5 --domain activations=0.6 [--protection secded]
     hwsim energy --fill-cache [--arch arch/eyeriss_sram.yaml]   # regenerate arch/cache
     --workers N maps up to N uncached layer shapes at once, in separate processes.
 """
@@ -12,7 +14,7 @@ from pathlib import Path
 
 from hwsim.ber import check_voltage
 from hwsim.paths import DEFAULT_ARCH, resolve_arch
-from models.errors import ConfigError
+from hwsim.models.errors import ConfigError
 
 from .ber import add_ber_model
 from .common import number, print_json, shape_arg
@@ -48,6 +50,16 @@ def register(sub) -> None:
     p.add_argument("--voltage", type=float, default=None,
                    help="weight-memory supply voltage in V (nominal: the arch's v_nominal)")
     add_ber_model(p)
+    p.add_argument("--domain", action="append", metavar="NAME=V", type=domain_arg,
+                   help="supply of one voltage domain of the arch's hwsim: section "
+                        "(repeatable; unnamed domains stay at nominal); prints the per-domain "
+                        "table and the savings vs nominal and vs the error-free voltage")
+    p.add_argument("--protection", metavar="SPEC",
+                   help="protection of the scaled domains: none, secded ((72,64) ECC) or "
+                        "msb:K (top K bits of each value at nominal voltage); default none")
+    p.add_argument("--errorfree-ber", type=number(float, 0, 0.5, lo_open=True), default=1e-9,
+                   metavar="BER", help="BER below which a voltage counts as error-free, for "
+                   "the second saving baseline (default 1e-9)")
     p.add_argument("--fill-cache", action="store_true",
                    help="map the shipped networks (" + ", ".join(SHIPPED_NETWORKS) +
                         ") at 4 and 8 weight bits onto --arch, filling its cache")
@@ -60,11 +72,24 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+def domain_arg(text: str) -> tuple[str, float]:
+    """An argparse `type` for --domain NAME=V."""
+    import argparse
+    name, sep, v = text.partition("=")
+    try:
+        volts = float(v)
+    except ValueError:
+        volts = None
+    if not sep or not name.strip() or volts is None:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=VOLTS, e.g. weights=0.5")
+    return name.strip(), volts
+
+
 def resolve_model(spec: str, weight_bits: int | None, input_shape=None, num_classes: int = 10):
     """(display name, model, (C, H, W), weight bits) for a registry name, a checkpoint or a
     user model spec (file.py:factory, torchvision:NAME, timm:NAME)."""
-    import models
-    from models.usercode import build_user_model, is_spec, model_entry
+    from hwsim import models
+    from hwsim.models.usercode import build_user_model, is_spec, model_entry
 
     if is_spec(spec):
         model = build_user_model(model_entry(spec, num_classes), "--model")
@@ -105,7 +130,7 @@ def compute(arch: str, model_spec: str, weight_bits: int | None, act_bits: int,
     name, model, shape, bits = resolve_model(model_spec, weight_bits, input_shape, num_classes)
     # a mixed-precision checkpoint: its other-width layers keep their width unless
     # --weight-bits sets every layer's
-    from models.quant import layer_widths
+    from hwsim.models.quant import layer_widths
     mixed = {} if weight_bits is not None else \
         {n: b for n, b in layer_widths(model).items() if b != bits}
     layers = extract_layers(model, shape, weight_bits=bits, act_bits=act_bits, layer_bits=mixed)
@@ -145,11 +170,24 @@ def run(args) -> int:
     if args.voltage is not None:
         from hwsim.accelforge_backend import load_arch
         check_voltage(args.voltage, "--voltage", load_arch(args.arch, False)[1].v_nominal)
+    priced = bool(args.domain) or args.protection is not None
+    if priced:
+        if args.ber_model:
+            raise ConfigError("--ber-model: with --domain/--protection each domain uses the "
+                              "ber_model of its hwsim: entry in the arch file")
+        from hwsim.domain_energy import parse_protection
+        parse_protection(args.protection, "--protection")  # before any mapping
+        volts, node = _domain_voltages(args)
+        if not volts:
+            raise ConfigError(f"--protection {args.protection}: protects the scaled domains; "
+                              "give --domain NAME=V (or --voltage for the weight domains)")
 
     name, bits, ne = compute(args.arch, args.model, args.weight_bits, args.act_bits, progress,
                              args.workers, args.input_shape, args.num_classes)
     out = ne.to_dict()
     out.update(model=name, weight_bits=bits, act_bits=args.act_bits)
+    if priced:
+        return _print_priced(args, name, bits, ne, out, volts, node)
     if args.voltage is not None:
         from hwsim.ber import BerModel
         from hwsim.energy import scaled_energy, scaled_weight_memory
@@ -170,17 +208,18 @@ def run(args) -> int:
     wm = set(ne.weight_memory)
     print(f"{name}: {bits}-bit weights, {args.act_bits}-bit activations on {args.arch} "
           f"(energy per image, uJ; weight memory = {', '.join(ne.weight_memory)})")
-    head = f"{'layer':<22} {'MACs':>10} " + " ".join(f"{c[:12]:>12}" for c in comps) + \
+    cw = {c: max(12, len(c)) for c in comps}  # full component names, numbers aligned
+    head = f"{'layer':<22} {'MACs':>10} " + " ".join(f"{c:>{cw[c]}}" for c in comps) + \
            f" {'total':>10}"
     print(head)
     print("-" * len(head))
     for layer in ne.layers:
         print(f"{layer.name[:22]:<22} {layer.macs:>10,} " +
-              " ".join(f"{layer.components_uJ.get(c, 0.0):>12.4f}" for c in comps) +
+              " ".join(f"{layer.components_uJ.get(c, 0.0):>{cw[c]}.4f}" for c in comps) +
               f" {layer.total_uJ:>10.4f}")
     print("-" * len(head))
     tot = ne.components_uJ
-    print(f"{'total':<22} {ne.macs:>10,} " + " ".join(f"{tot[c]:>12.4f}" for c in comps) +
+    print(f"{'total':<22} {ne.macs:>10,} " + " ".join(f"{tot[c]:>{cw[c]}.4f}" for c in comps) +
           f" {ne.total_uJ:>10.4f}")
     print(f"total energy        {ne.total_uJ:.3f} uJ/image "
           f"({ne.total_uJ * 1e6 / ne.macs:.3f} pJ/MAC)")
@@ -191,4 +230,56 @@ def run(args) -> int:
         print(f"at {s['voltage']:g} V       weight memory {s['weight_memory_uJ']:.3f} uJ, "
               f"total {s['total_uJ']:.3f} uJ ({(1 - s['total_uJ'] / ne.total_uJ) * 100:.1f}% "
               f"saving), BER {s['ber']:.3g}")
+    return 0
+
+
+def _domain_voltages(args) -> tuple[dict, float | None]:
+    """({domain: V}, arch tech_node) from --domain (and --voltage for every weight-holding
+    domain), each domain named once and its voltage checked against that domain's range."""
+    from hwsim.accelforge_backend import load_arch
+    info = load_arch(args.arch, False)[1]
+    doms = {d.name: d for d in info.domains}
+    volts = {}
+    if args.voltage is not None:
+        volts = {n: args.voltage for n, d in doms.items() if "weight" in d.holds}
+    for name, v in args.domain or []:
+        if name not in doms:
+            raise ConfigError(f"--domain {name}={v:g}: no domain {name!r} in {args.arch}; "
+                              f"valid: {', '.join(doms)}")
+        if name in volts:
+            raise ConfigError(f"--domain {name}={v:g}: domain {name!r} is given twice "
+                              "(--domain, or --voltage for the weight domains)")
+        volts[name] = doms[name].check(v, f"--domain {name}")
+    return volts, info.tech_node
+
+
+def _print_priced(args, name, bits, ne, out, volts, node) -> int:
+    """The per-domain table and both savings (--domain / --protection)."""
+    from hwsim.domain_energy import price
+    from hwsim.domains import warn_tech_node
+
+    r = price(ne, volts, args.protection, ber_target=args.errorfree_ber)
+    out["priced"] = r
+    if args.json:
+        print_json(out)
+        return 0
+    warn_tech_node(node, [d for d in ne.domains if d.name in volts])
+    print(f"{name}: {bits}-bit weights, {args.act_bits}-bit activations on {args.arch} "
+          f"(energy per image, uJ)")
+    head = (f"{'domain':<14} {'V':>6} {'V_nom':>6} {'BER':>9} {'protection':>10} "
+            f"{'nominal':>10} {'scaled':>10} {'codec':>8}  components")
+    print(head)
+    print("-" * len(head))
+    for dname, d in r["domains"].items():
+        print(f"{dname[:14]:<14} {d['voltage']:>6.3f} {d['v_nominal']:>6.3f} {d['ber']:>9.3g} "
+              f"{d['protection']:>10} {d['nominal_uJ']:>10.4f} {d['uJ']:>10.4f} "
+              f"{d['codec_uJ']:>8.4f}  {', '.join(d['components'])}")
+    print(f"{'outside domains':<14} {'':>6} {'':>6} {'':>9} {'':>10} {r['rest_uJ']:>10.4f} "
+          f"{r['rest_uJ']:>10.4f}")
+    print("-" * len(head))
+    print(f"total energy        {r['total_uJ']:.3f} uJ/image (nominal {r['nominal_uJ']:.3f})")
+    print(f"saving vs nominal   {r['saving_vs_nominal'] * 100:.2f}%")
+    ef = ", ".join(f"{n} {r['domains'][n]['errorfree_voltage']:.3f} V" for n in volts)
+    print(f"saving vs error-free {r['saving_vs_errorfree'] * 100:.2f}% (baseline "
+          f"{r['errorfree_uJ']:.3f} uJ: BER <= {args.errorfree_ber:g} at {ef or 'nominal'})")
     return 0

@@ -1,10 +1,10 @@
 """`hwsim eval`: clean accuracy and accuracy under random bit errors at one rate."""
 from __future__ import annotations
 
-from models.checkpoint import load_checkpoint, method_name
-from models.data import load_dataset
-from models.device import resolve_device
-from models.evaluate import evaluate_under_bit_errors
+from hwsim.models.checkpoint import load_checkpoint, method_name
+from hwsim.models.data import load_dataset
+from hwsim.models.device import resolve_device
+from hwsim.models.evaluate import evaluate_under_bit_errors
 
 from .common import add_device, add_seed, add_threads, apply_threads, number, print_json
 

@@ -10,7 +10,7 @@ import pandas as pd
 from hwsim.files import write_text_atomic
 from hwsim.pareto import DEFAULT_TITLE
 from hwsim.sweep import REPORT_COLUMNS, energy_sidecar, read_rows
-from models.errors import ConfigError
+from hwsim.models.errors import ConfigError
 
 from .common import comma_list, out_file
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import replace
 
-from models.device import check_device_name
+from hwsim.models.device import check_device_name
 
 from hwsim.executor import add_executor_args, executor_from_args
 from hwsim.study import format_table, run_study, select_methods

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from models.data import DATASETS
-from models.networks import NETWORKS
-from models.quant import QUANTIZERS
-from models.train import TrainConfig, train
-from models.errors import ConfigError
-from models.usercode import is_spec
+from hwsim.models.data import DATASETS
+from hwsim.models.networks import NETWORKS
+from hwsim.models.quant import QUANTIZERS
+from hwsim.models.train import TrainConfig, train
+from hwsim.models.errors import ConfigError
+from hwsim.models.usercode import is_spec
 
 from .common import (add_device, add_seed, add_threads, apply_threads, number, out_file,
                      parse_params)
@@ -40,6 +40,9 @@ def register(sub) -> None:
                         "paths, e.g. features.0=8,fc=8; recorded in the checkpoint")
     p.add_argument("--bfn-rate", type=number(float, 0, 0.5), default=0.0,
                    help="bit-flip noise training rate p_o (paper: 5e-3; default off)")
+    p.add_argument("--act-bfn-rate", type=number(float, 0, 0.5), default=0.0,
+                   help="bit-flip noise on the 8-bit activations at the inputs of quantized "
+                        "layers while training (companion of activation faults; default off)")
     p.add_argument("--param", action="append", metavar="KEY=VALUE",
                    help="quantizer hyper-parameter, e.g. c=0.1 (plclip), weight_decay_a=0.01 "
                         "or init=ber_mse (wcat); repeatable")
@@ -100,7 +103,7 @@ def run(args) -> int:
         epochs=pick(args.epochs, "epochs"), batch_size=pick(args.batch_size, "batch_size"),
         lr=pick(args.lr, "lr"), momentum=args.momentum, nesterov=not args.no_nesterov,
         weight_decay=args.weight_decay, seed=args.seed, init_from=args.init_from,
-        layer_bits=parse_layer_bits(args.layer_bits))
+        layer_bits=parse_layer_bits(args.layer_bits), act_bfn_rate=args.act_bfn_rate)
     log_path = Path(args.out + ".log")
     log_path.parent.mkdir(parents=True, exist_ok=True)
 

@@ -18,7 +18,7 @@ common=(--model resnet20 --data cifar10 --data-root "$DATA" --bits 4 --batch-siz
 wcat=(--quantizer wcat --param weight_decay_a=0.01 --bfn-rate 0.005)
 
 # decode the JPEG copy once (the parallel runs below then share the cache)
-"$PY" -c "from models.data import load_dataset; load_dataset('cifar10', '$DATA')"
+"$PY" -c "from hwsim.models.data import load_dataset; load_dataset('cifar10', '$DATA')"
 start=$(date +%s)
 timeout 470 "${hw[@]}" train "${common[@]}" "${wcat[@]}" --epochs 10 --out "$OUT/wcat_bfn_e10.pt" &
 timeout 470 "${hw[@]}" train "${common[@]}" "${wcat[@]}" --epochs 40 --out "$OUT/wcat_bfn_e40.pt" &

@@ -1,0 +1,415 @@
+"""Per-layer weight-memory voltages (issue 22, item 4): each layer's weights sit in their own
+bank at their own voltage V_l; the weight-domain energy is sum_l E_l (V_l / V_nom)^2 with E_l
+the layer's nominal weight-memory energy (NetworkEnergy.layers[i].weight_memory_uJ).
+
+`optimize` finds an assignment with accuracy >= clean - max_drop:
+  1. sensitivity: accuracy with only layer l faulty at BER eps(V), V descending over the grid,
+     few realizations; a layer's descent stops once its drop exceeds max_drop. Where the
+     layer's P(any flip) < BOUND_SHARE x max_drop that probability (an upper bound on the
+     drop) is used instead of a Monte Carlo estimate;
+  2. search (greedy): the predicted drop of an assignment is the sum of the per-layer drops
+     (each made monotone in V: the largest drop seen at or above V, and >= 0); starting with
+     every layer at the top of the grid, repeatedly take the single-layer move to a lower
+     voltage with the most energy saved per point of predicted drop that keeps the sum within
+     the budget;
+  3. Monte Carlo verification of the joint assignment (per-layer BER dict, `realizations`,
+     95% CI). Accepted when the verified mean drop <= max_drop. The budget (predicted drop
+     allowed) is then calibrated by verification: halved after a failure (tighten and
+     repeat), doubled after a pass while nothing failed, else bisected between the largest
+     passing and smallest failing budget; MAX_TRIES searches, the cheapest passing one kept;
+  4. the best uniform voltage: the lowest grid voltage whose
+     sweep point (same estimator and seeds as `hwsim sweep`) keeps mean >= clean - max_drop.
+     Found by bisection over the grid (accuracy taken as non-decreasing in V).
+     The result is whichever verified assignment has less weight-domain energy (the uniform
+     one when the search does not beat it), with the saving against the uniform one.
+Seeds: a uniform assignment at V is evaluated exactly as the sweep point at V (float BER,
+seed sweep.point_seed(seed, V)), so it equals that point; a non-uniform one uses
+assignment_seed (a CRC of its voltages mixed into point_seed).
+"""
+from __future__ import annotations
+
+import math
+import sys
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from hwsim.models.checkpoint import load_checkpoint, method_name
+from hwsim.models.data import load_dataset
+from hwsim.models.device import resolve_device
+from hwsim.models.errors import ConfigError
+from hwsim.models.estimate import estimate_accuracy
+from hwsim.models.evaluate import StoredWeights, accuracy, on_model_device
+from hwsim.models.quant import quant_layers
+
+from .ber import V_NOMINAL, BerModel, check_voltage
+from .energy import NetworkEnergy
+from .files import write_text_atomic
+from .sweep import file_sha256, model_energy, point_seed, voltage_grid
+
+FORMAT = "hwsim-voltage-assignment/1"
+MAX_TRIES = 6  # verified searches per optimisation (budget doubled / halved / bisected)
+SENS_SEED_STRIDE = 7919
+BOUND_SHARE = 0.02  # sensitivity points with P(any flip) below this x max_drop: bound only
+
+
+def parse_grid(text: str) -> list[float]:
+    """'VMIN:VMAX:STEP' -> the voltage grid (sweep.voltage_grid; every voltage checked)."""
+    parts = str(text).split(":")
+    try:
+        lo, hi, step = (float(p) for p in parts)
+    except ValueError:
+        raise ConfigError(f"--grid {text!r}: expected VMIN:VMAX:STEP in volts, e.g. "
+                          "0.36:0.80:0.01") from None
+    return voltage_grid(lo, hi, step)
+
+
+def layer_weight_energies(energy: NetworkEnergy, names: list[str]) -> dict[str, float]:
+    """{layer: nominal weight-memory energy (uJ/inference)}; a module called several times
+    (energy names 'x#2', 'x#3') sums its calls."""
+    out = {n: 0.0 for n in names}
+    for layer in energy.layers:
+        base = layer.name.split("#")[0]
+        if base not in out:
+            raise ConfigError(f"energy layer {layer.name!r} is not a quantized layer of the "
+                              f"model; layers: {', '.join(names)}")
+        out[base] += layer.weight_memory_uJ
+    return out
+
+
+def domain_energy(volts: dict[str, float], energies: dict[str, float], v_nominal: float) -> float:
+    """sum_l E_l (V_l / V_nom)^2: the weight-domain energy of an assignment (uJ)."""
+    return sum(energies[n] * (volts[n] / v_nominal) ** 2 for n in energies)
+
+
+def assignment_seed(seed: int, volts: dict[str, float]) -> int:
+    """The evaluation seed of an assignment: the sweep's point_seed when uniform (so it
+    equals the sweep point), else point_seed at its lowest voltage XOR a CRC of the voltages."""
+    vs = set(round(v, 6) for v in volts.values())
+    if len(vs) == 1:
+        return point_seed(seed, vs.pop())
+    text = ",".join(f"{n}={round(v, 6)}" for n, v in sorted(volts.items()))
+    return point_seed(seed, min(vs)) ^ zlib.crc32(text.encode())
+
+
+class Evaluator:
+    """Accuracy of a quantized model (already on its device) under per-layer weight BERs.
+    `estimate`: the estimator (default models.estimate.estimate_accuracy, which takes a float
+    BER or a {layer: BER} dict); injectable for tests."""
+
+    def __init__(self, model, test, ber_model: BerModel, *, estimate=None):
+        self.model, self.ber_model = model, ber_model
+        self.xy = on_model_device(test, model)
+        self.stored = StoredWeights(model)
+        self.clean = accuracy(model, self.xy)
+        self.layers = [n for n, _ in quant_layers(model)]
+        self.estimate = estimate or estimate_accuracy
+        self.calls = 0
+
+    def __call__(self, volts: dict[str, float], seed: int, realizations: int,
+                 ci_target: float | None = None, faulty=None):
+        """Estimate at voltages {layer: V}; `faulty`: only these layers get bit errors
+        (sensitivity), default all. A uniform all-layer assignment runs as a sweep point."""
+        self.calls += 1
+        faulty = self.layers if faulty is None else faulty
+        bers = {n: self.ber_model.ber(volts[n]) for n in faulty}
+        if len(faulty) == len(self.layers) and len(set(bers.values())) == 1:
+            ber = next(iter(bers.values()))  # uniform: exactly the sweep's float-BER call
+        else:
+            ber = bers
+        return self.estimate(self.model, self.xy, ber, max_realizations=realizations,
+                             ci_target=ci_target, seed=seed, stored=self.stored,
+                             clean=self.clean, progress=False)
+
+
+def sensitivity(ev: Evaluator, grid: list[float], max_drop: float, realizations: int,
+                seed: int = 0, log=None) -> dict[str, dict[float, float]]:
+    """{layer: {V: accuracy drop (fraction) with only that layer faulty at eps(V)}}, V from
+    the top of the grid down, stopping below the first V whose drop exceeds max_drop."""
+    top = max(grid)
+    out = {}
+    for i, name in enumerate(ev.layers):
+        drops, n_bits = {}, ev.stored.sizes[i] * ev.stored.layer_bits[i]
+        for v in sorted(grid, reverse=True):
+            # |E[acc] - clean| <= P(any flip in the layer): below BOUND_SHARE of the budget
+            # that bound is the (conservative) drop, at no cost
+            p_any = -math.expm1(n_bits * math.log1p(-ev.ber_model.ber(v)))
+            if p_any < BOUND_SHARE * max_drop:
+                drops[v] = p_any
+                continue
+            volts = dict.fromkeys(ev.layers, top) | {name: v}
+            est = ev(volts, point_seed(seed, v) + SENS_SEED_STRIDE * (i + 1), realizations,
+                     faulty=[name])
+            drops[v] = ev.clean - est.mean
+            if drops[v] > max_drop:
+                break
+        out[name] = drops
+        if log:
+            low = min(v for v, d in drops.items() if d <= max_drop) if any(
+                d <= max_drop for d in drops.values()) else None
+            log(f"sensitivity {name}: lowest V within the budget alone: {low}")
+    return out
+
+
+def monotone(drops: dict[float, float]) -> dict[float, float]:
+    """Drops made non-negative and non-increasing in V (the largest drop at or above V)."""
+    out, worst = {}, 0.0
+    for v in sorted(drops, reverse=True):
+        worst = max(worst, drops[v])
+        out[v] = worst
+    return out
+
+
+def greedy(sens: dict[str, dict[float, float]], energies: dict[str, float], v_nominal: float,
+           budget: float) -> dict[str, float]:
+    """The greedy search (module docstring, step 2) within a predicted-drop `budget`."""
+    curves = {n: monotone(d) for n, d in sens.items()}
+    volts = {n: max(c) for n, c in curves.items()}
+    total = sum(curves[n][volts[n]] for n in curves)
+    if total > budget:
+        return volts
+    while True:
+        best = None
+        for n, c in curves.items():
+            here = c[volts[n]]
+            for v in c:
+                if v >= volts[n] or total - here + c[v] > budget:
+                    continue
+                de = energies[n] * (volts[n] ** 2 - v ** 2) / v_nominal ** 2
+                score = (de / max(c[v] - here, 1e-9), de)
+                if best is None or score > best[0]:
+                    best = (score, n, v)
+        if best is None:
+            return volts
+        _, n, v = best
+        total += curves[n][v] - curves[n][volts[n]]
+        volts[n] = v
+
+
+@dataclass
+class Point:
+    """A verified assignment: {layer: V}, its weight-domain energy and accuracy estimate."""
+    volts: dict[str, float]
+    energy_uJ: float
+    est: object
+    seed: int
+
+    def accuracy(self) -> dict:
+        e = self.est
+        return {"clean": e.clean, "mean": e.mean, "ci95": e.ci95, "std": e.std,
+                "realizations": e.realizations, "estimator": e.estimator, "seed": self.seed}
+
+
+def verify(ev: Evaluator, volts, energies, v_nominal, seed, realizations, ci_target) -> Point:
+    s = assignment_seed(seed, volts)
+    est = ev(volts, s, realizations, ci_target)
+    return Point(dict(volts), domain_energy(volts, energies, v_nominal), est, s)
+
+
+def best_uniform(ev: Evaluator, grid, energies, v_nominal, max_drop, seed, realizations,
+                 ci_target) -> Point:
+    """The lowest grid voltage whose uniform point keeps the mean within max_drop of clean,
+    by bisection over the grid (accuracy taken as non-decreasing in V; ~log2(len(grid)) + 2
+    sweep points); the top of the grid when even that fails."""
+    vs = sorted(grid)
+    pts = {}
+
+    def point(i):
+        if i not in pts:
+            pts[i] = verify(ev, dict.fromkeys(ev.layers, vs[i]), energies, v_nominal, seed,
+                            realizations, ci_target)
+        return pts[i]
+    ok = lambda i: ev.clean - point(i).est.mean <= max_drop
+    lo, hi = 0, len(vs) - 1
+    if not ok(hi) or ok(lo):
+        return point(hi) if not ok(lo) else point(lo)
+    while hi - lo > 1:  # vs[lo] fails, vs[hi] passes
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if ok(mid) else (mid, hi)
+    return point(hi)
+
+
+@dataclass
+class Result:
+    """What `optimize` found (module docstring)."""
+    chosen: Point
+    uniform: Point
+    source: str  # 'greedy' or 'uniform'
+    attempts: list[dict] = field(default_factory=list)
+    sensitivity: dict = field(default_factory=dict)
+
+    @property
+    def saving(self) -> float:
+        """1 - E(chosen) / E(best uniform), weight domain."""
+        return 1.0 - self.chosen.energy_uJ / self.uniform.energy_uJ if self.uniform.energy_uJ else 0.0
+
+
+def optimize(ev: Evaluator, energies: dict[str, float], v_nominal: float, grid: list[float],
+             max_drop: float, *, seed: int = 0, realizations: int = 50,
+             sens_realizations: int = 10, ci_target: float | None = None, log=None) -> Result:
+    """Steps 1-4 of the module docstring; max_drop is a fraction (0.01 = 1 point)."""
+    if not max_drop > 0:
+        raise ConfigError(f"max-drop {max_drop * 100!r} points: must be > 0")
+    sens = sensitivity(ev, grid, max_drop, sens_realizations, seed, log)
+    uniform = best_uniform(ev, grid, energies, v_nominal, max_drop, seed, realizations,
+                           ci_target)
+    attempts, found, seen = [], None, {}
+    passed = failed = None  # the largest passing and smallest failing budget so far
+    budget = max_drop
+    for _ in range(MAX_TRIES):
+        volts = greedy(sens, energies, v_nominal, budget)
+        key = tuple(sorted(volts.items()))
+        if key not in seen:
+            seen[key] = verify(ev, volts, energies, v_nominal, seed, realizations, ci_target)
+        p = seen[key]
+        ok = ev.clean - p.est.mean <= max_drop
+        attempts.append({"budget_points": budget * 100, "energy_uJ": p.energy_uJ,
+                         "acc_mean": p.est.mean, "acc_ci95": p.est.ci95, "passed": ok})
+        if log:
+            log(f"greedy budget {budget * 100:.3g} pts: E={p.energy_uJ:.4g} uJ, acc "
+                f"{p.est.mean * 100:.2f} +/- {p.est.ci95 * 100:.2f}% -> "
+                f"{'pass' if ok else 'fail'}")
+        if ok:
+            if found is None or p.energy_uJ < found.energy_uJ:
+                found = p
+            passed = budget
+        else:
+            failed = budget
+        if failed is None:
+            budget = passed * 2
+        elif passed is None:
+            budget = failed / 2
+        else:
+            budget = (passed + failed) / 2
+    if found is not None and found.energy_uJ < uniform.energy_uJ:
+        return Result(found, uniform, "greedy", attempts, sens)
+    return Result(uniform, uniform, "uniform", attempts, sens)
+
+
+def _eval_setup(checkpoint, data, data_root, device):
+    if not Path(checkpoint).is_file():
+        raise ConfigError(f"checkpoint {str(checkpoint)!r} does not exist")
+    model, config = load_checkpoint(checkpoint)
+    if not config.get("quantizer"):
+        raise ConfigError(f"{checkpoint} is a float network: per-layer voltages need stored "
+                          "integers (a quantized checkpoint)")
+    test = data if data is not None else load_dataset(
+        config["data"]["name"], data_root or config["data"].get("root"))[1]
+    model.to(resolve_device(device))
+    return model, config, test
+
+
+def optimize_voltages(checkpoint: str, arch: str, max_drop_points: float, grid: list[float],
+                      *, out: str | Path | None = None, seed: int = 0, realizations: int = 50,
+                      sens_realizations: int = 10, ci_target: float | None = None,
+                      act_bits: int = 8, ber_model: BerModel | None = None,
+                      data_root: str | None = None, data=None, device: str = "cpu",
+                      command: str = "", progress: bool = True, estimate=None) -> dict:
+    """Optimise `checkpoint`'s per-layer voltages on `arch` (module docstring) and return the
+    assignment document; written atomically as YAML to `out` when given."""
+    ber_model = ber_model or BerModel()
+    model, config, test = _eval_setup(checkpoint, data, data_root, device)
+    energy = model_energy(arch, model, config["quantizer"]["bits"], act_bits,
+                          progress=progress)
+    vn = energy.v_nominal
+    for v in grid:
+        check_voltage(v, "--grid voltage", vn)
+    ev = Evaluator(model, test, ber_model, estimate=estimate)
+    energies = layer_weight_energies(energy, ev.layers)
+    log = (lambda s: print(s, file=sys.stderr)) if progress else None
+    res = optimize(ev, energies, vn, grid, max_drop_points / 100, seed=seed,
+                   realizations=realizations, sens_realizations=sens_realizations,
+                   ci_target=ci_target, log=log)
+    doc = {
+        "format": FORMAT, "checkpoint": str(checkpoint),
+        "checkpoint_sha256": file_sha256(checkpoint), "method": method_name(config),
+        "arch": str(arch), "v_nominal": vn, "ber_model": vars(ber_model) | {},
+        "max_drop_points": max_drop_points, "grid": [min(grid), max(grid), len(grid)],
+        "seed": seed, "command": command, "search": "greedy (additive per-layer drops)",
+        "result_from": res.source,
+        "layers": {n: {"voltage": res.chosen.volts[n], "ber": ber_model.ber(res.chosen.volts[n]),
+                       "energy_nominal_uJ": energies[n],
+                       "energy_uJ": energies[n] * (res.chosen.volts[n] / vn) ** 2}
+                   for n in ev.layers},
+        "energy_weight_domain_uJ": res.chosen.energy_uJ,
+        "energy_weight_domain_nominal_uJ": sum(energies.values()),
+        "accuracy": res.chosen.accuracy(),
+        "uniform": {"voltage": next(iter(res.uniform.volts.values())),
+                    "energy_weight_domain_uJ": res.uniform.energy_uJ,
+                    "accuracy": res.uniform.accuracy()},
+        "saving_vs_uniform": res.saving,
+        "attempts": res.attempts,
+        "sensitivity_drop_points": {n: {float(v): d * 100 for v, d in s.items()}
+                                    for n, s in res.sensitivity.items()},
+    }
+    if out is not None:
+        write_text_atomic(out, yaml.safe_dump(_plain(doc), sort_keys=False))
+    return doc
+
+
+def _plain(obj):
+    """Numbers as plain floats/ints (numpy scalars dumped by safe_dump would fail)."""
+    if isinstance(obj, dict):
+        return {str(k) if not isinstance(k, float) else k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, bool) or obj is None or isinstance(obj, str):
+        return obj
+    if isinstance(obj, int):
+        return int(obj)
+    return float(obj)
+
+
+def read_assignment(path: str | Path) -> dict[str, float]:
+    """{layer: V} of an assignment YAML (`layers: {name: {voltage: V}}` or `{name: V}`);
+    safe YAML only, each voltage checked (check_voltage)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"assignment file {str(p)!r} does not exist (or is a folder)")
+    try:
+        doc = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ConfigError(f"assignment file {str(p)!r} is not a YAML text file ({first})") \
+            from None
+    layers = doc.get("layers") if isinstance(doc, dict) else None
+    if not isinstance(layers, dict) or not layers:
+        raise ConfigError(f"{p}: expected a mapping `layers: {{layer: {{voltage: V}}}}` "
+                          "(as `hwsim optimize-voltages --out` writes)")
+    vn = doc.get("v_nominal", V_NOMINAL)
+    vn = check_voltage(vn, f"{p}: v_nominal", v_nominal=None)
+    out = {}
+    for name, entry in layers.items():
+        v = entry.get("voltage") if isinstance(entry, dict) else entry
+        out[str(name)] = check_voltage(v, f"{p}: layers.{name}.voltage", vn)
+    return out
+
+
+def check_layers(volts: dict[str, float], layers: list[str], where: str, checkpoint) -> None:
+    """ConfigError unless `volts` names exactly the quantized layers of the checkpoint."""
+    unknown = [n for n in volts if n not in layers]
+    missing = [n for n in layers if n not in volts]
+    if unknown or missing:
+        what = (f"layer {unknown[0]!r} is not a quantized layer of {checkpoint}" if unknown
+                else f"layer {missing[0]!r} of {checkpoint} has no voltage")
+        raise ConfigError(f"{where}: {what}; its layers: {', '.join(layers)}")
+
+
+def evaluate_assignment(assignment, checkpoint: str, *, seed: int = 0, realizations: int = 50,
+                        ci_target: float | None = None, ber_model: BerModel | None = None,
+                        data_root: str | None = None, data=None, device: str = "cpu",
+                        estimate=None):
+    """Accuracy estimate (models.estimate.Estimate) of `checkpoint` with its layers at the
+    voltages of `assignment` (a YAML path or a {layer: V} dict), seeded as `optimize`
+    verifies (assignment_seed; a uniform assignment equals the sweep point)."""
+    where = str(assignment) if not isinstance(assignment, dict) else "assignment"
+    volts = dict(assignment) if isinstance(assignment, dict) else read_assignment(assignment)
+    model, config, test = _eval_setup(checkpoint, data, data_root, device)
+    layers = [n for n, _ in quant_layers(model)]
+    check_layers(volts, layers, where, checkpoint)
+    for n, v in volts.items():
+        check_voltage(v, f"{where}: voltage of layer {n!r}")
+    ev = Evaluator(model, test, ber_model or BerModel(), estimate=estimate)
+    return ev(volts, assignment_seed(seed, volts), realizations, ci_target)

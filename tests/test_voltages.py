@@ -1,0 +1,150 @@
+"""Per-layer weight-memory voltages: hwsim/voltages.py and `hwsim optimize-voltages`."""
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from hwsim.ber import BerModel
+from hwsim.cli import main
+from hwsim.models.checkpoint import load_checkpoint
+from hwsim.models.errors import ConfigError
+from hwsim.models.estimate import Estimate
+from hwsim.models.evaluate import evaluate_under_bit_errors
+from hwsim.models.quant import quant_layers
+from hwsim.sweep import model_energy, sweep_points
+from hwsim.voltages import (Evaluator, assignment_seed, domain_energy, evaluate_assignment,
+                            greedy, layer_weight_energies, optimize, parse_grid,
+                            read_assignment)
+
+ARCH = "arch/eyeriss_sram.yaml"
+
+
+def test_greedy_spends_the_budget_where_energy_is():
+    # layer a: 3x the energy of b, equally sensitive -> a goes lower first
+    sens = {"a": {0.8: 0.0, 0.6: 0.0, 0.5: 0.004, 0.4: 0.02},
+            "b": {0.8: 0.0, 0.6: 0.001, 0.5: 0.004, 0.4: 0.02}}
+    e = {"a": 3.0, "b": 1.0}
+    assert greedy(sens, e, 0.8, 0.005) == {"a": 0.5, "b": 0.6}
+    assert greedy(sens, e, 0.8, 0.0) == {"a": 0.6, "b": 0.8}  # free moves only
+    assert greedy(sens, e, 0.8, 0.01) == {"a": 0.5, "b": 0.5}
+    # noisy (non-monotone) drops are made monotone: 0.4 cannot look better than 0.5
+    noisy = {"a": {0.8: 0.0, 0.5: 0.008, 0.4: 0.001}}
+    assert greedy(noisy, {"a": 1.0}, 0.8, 0.005) == {"a": 0.8}
+    assert domain_energy({"a": 0.4, "b": 0.8}, e, 0.8) == pytest.approx(3 * 0.25 + 1)
+
+
+def _fake_estimate(model, xy, ber, *, max_realizations, ci_target, seed, stored, clean,
+                   progress):
+    """Accuracy falls with each layer's BER and, beyond the sum of the single-layer drops,
+    with an interaction term, so the additive prediction is optimistic (forces tightening)."""
+    bers = ber if isinstance(ber, dict) else {n: ber for n in stored.names}
+    drops = [min(1.0, 2.0 * b ** 0.5) for b in bers.values()]
+    joint = sum(drops) + 3 * sum(d1 * d2 for i, d1 in enumerate(drops) for d2 in drops[i + 1:])
+    mean = clean - min(joint, clean)
+    return Estimate(ber, clean, mean, 0.0, 0.001, max_realizations, "fake", 0.0)
+
+
+def test_optimize_tightens_verifies_and_beats_uniform(trained, digits):
+    model, _ = load_checkpoint(trained("normal"))
+    ev = Evaluator(model, digits[1], BerModel(), estimate=_fake_estimate)
+    energies = dict(zip(ev.layers, [0.01, 0.3, 0.6, 0.09]))
+    grid = parse_grid("0.36:0.80:0.01")
+    res = optimize(ev, energies, 0.8, grid, 0.01, realizations=5, sens_realizations=2)
+    assert res.source == "greedy"
+    assert ev.clean - res.chosen.est.mean <= 0.01  # the accepted assignment verified
+    assert any(not a["passed"] for a in res.attempts)  # the additive budget had to tighten
+    assert res.uniform.energy_uJ == pytest.approx(
+        sum(energies.values()) * (res.uniform.volts[ev.layers[0]] / 0.8) ** 2)
+    assert res.chosen.energy_uJ < res.uniform.energy_uJ
+    assert res.saving == pytest.approx(1 - res.chosen.energy_uJ / res.uniform.energy_uJ)
+    # the best uniform voltage: passes, and one grid step lower fails
+    v = res.uniform.volts[ev.layers[0]]
+    lower = ev(dict.fromkeys(ev.layers, round(v - 0.01, 6)), 0, 5)
+    assert ev.clean - res.uniform.est.mean <= 0.01 < ev.clean - lower.mean
+    # the cheaper layer-specific choice: the biggest bank sits lowest
+    assert res.chosen.volts[ev.layers[2]] <= min(res.chosen.volts.values()) + 1e-9
+
+
+def test_uniform_assignment_equals_the_sweep_point(trained, digits):
+    path = trained("normal")
+    model, config = load_checkpoint(path)
+    test = digits[1]
+    energy = model_energy(ARCH, model, 4, progress=False)
+    row = sweep_points(model, config, test, energy, [0.42], ber_model=BerModel(),
+                       realizations=12, seed=3, progress=False)[0]
+    names = [n for n, _ in quant_layers(model)]
+    est = evaluate_assignment(dict.fromkeys(names, 0.42), path, seed=3, realizations=12,
+                              data=test)
+    assert row["acc_mean"] < row["acc_clean"]  # a point with real bit errors
+    assert (est.mean, est.ci95, est.realizations) == (row["acc_mean"], row["acc_ci95"],
+                                                      row["realizations"])
+    assert sum(layer_weight_energies(energy, names).values()) * (0.42 / 0.8) ** 2 == \
+        pytest.approx(row["energy_weight_mem_uJ"], rel=1e-12)
+    assert assignment_seed(3, dict.fromkeys(names, 0.42)) == 3 * 1_000_003 + 420000
+
+
+def test_assignment_errors(trained, digits, tmp_path):
+    path = trained("normal")
+    bad = tmp_path / "a.yaml"
+    bad.write_text(yaml.safe_dump({"layers": {"features.0": {"voltage": 0.5},
+                                              "conv9": {"voltage": 0.5}}}))
+    with pytest.raises(ConfigError, match=r"'conv9' is not a quantized layer.*features\.0"):
+        evaluate_assignment(bad, path, data=digits[1])
+    bad.write_text(yaml.safe_dump({"layers": {"features.0": 0.5}}))
+    with pytest.raises(ConfigError, match=r"'features\.3' .* has no voltage"):
+        evaluate_assignment(bad, path, data=digits[1])
+    bad.write_text(yaml.safe_dump({"layers": {"features.0": {"voltage": 0.05}}}))
+    with pytest.raises(ConfigError, match="outside the supported supply range"):
+        read_assignment(bad)
+    bad.write_text("!!python/object/apply:os.system ['echo hi']")
+    with pytest.raises(ConfigError, match="not a YAML text file"):
+        read_assignment(bad)
+    for text in ("0.1:0.8:0.01", "0.4:1.2:0.01", "a:b:c", "0.4:0.8"):
+        with pytest.raises(ConfigError, match="grid|vmin|vmax|voltage"):
+            parse_grid(text)
+
+
+def test_cli_errors_are_one_line(trained, tmp_path, capsys):
+    out = tmp_path / "assign.yaml"
+    base = ["optimize-voltages", "--checkpoint", str(trained("normal")), "--out", str(out),
+            "--no-progress"]
+    assert main(base + ["--grid", "0.1:0.8:0.01"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "outside the supported supply range" in err
+    with pytest.raises(SystemExit) as e:
+        main(base + ["--max-drop", "0"])
+    assert e.value.code == 2
+    assert main(["optimize-voltages", "--checkpoint", str(tmp_path / "none.pt"),
+                 "--no-progress"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_optimize_voltages_end_to_end_verified(trained, digits, tmp_path, capsys):
+    ckpt = trained("normal")
+    out = tmp_path / "assign.yaml"
+    assert main(["optimize-voltages", "--checkpoint", str(ckpt), "--arch", ARCH,
+                 "--max-drop", "1.0", "--grid", "0.38:0.50:0.02", "--realizations", "20",
+                 "--sens-realizations", "4", "--seed", "2", "--out", str(out),
+                 "--no-progress"]) == 0
+    assert "saving vs uniform" in capsys.readouterr().out
+    doc = yaml.safe_load(out.read_text())
+    acc, uni = doc["accuracy"], doc["uniform"]
+    assert doc["seed"] == 2 and doc["command"].startswith("hwsim optimize-voltages")
+    assert acc["clean"] - acc["mean"] <= 0.01 and acc["ci95"] > 0
+    assert uni["accuracy"]["clean"] - uni["accuracy"]["mean"] <= 0.01
+    assert doc["energy_weight_domain_uJ"] <= uni["energy_weight_domain_uJ"]
+    assert doc["saving_vs_uniform"] == pytest.approx(
+        1 - doc["energy_weight_domain_uJ"] / uni["energy_weight_domain_uJ"])
+    assert sum(l["energy_uJ"] for l in doc["layers"].values()) == pytest.approx(
+        doc["energy_weight_domain_uJ"])
+    # the file evaluates to the recorded numbers (same seed mapping)...
+    est = evaluate_assignment(out, ckpt, seed=2, realizations=20, data=digits[1])
+    assert est.mean == pytest.approx(acc["mean"], abs=1e-12)
+    # ...and an independent Monte Carlo check (other seed, plain MC) agrees within the CIs
+    model, _ = load_checkpoint(ckpt)
+    bers = {n: l["ber"] for n, l in doc["layers"].items()}
+    indep = evaluate_under_bit_errors(model, digits[1], bers, realizations=40, seed=99)
+    assert abs(indep.mean - acc["mean"]) <= 2 * (indep.ci95 + acc["ci95"]) + 1e-9
+    assert indep.mean >= acc["clean"] - 0.01 - 2 * indep.ci95
