@@ -38,6 +38,7 @@ from hwsim.models.usercode import as_tensors
 from .ber import BerModel, check_voltage
 from .energy import NetworkEnergy, network_energy
 from .paths import DEFAULT_ARCH, resolve_arch
+from .scenario import Scenario
 from .sweep import COLUMNS, REPORT_COLUMNS, sweep_points, voltage_grid
 from .workload import extract_layers
 
@@ -176,12 +177,17 @@ def _config(model: nn.Module) -> dict:
 def sweep(model: nn.Module, data, arch: str = DEFAULT_ARCH, voltages=None, *,
           realizations: int = 50, ci_target: float | None = None, seed: int = 0,
           ber_model: str | BerModel | None = None, act_bits: int = 8, input_shape=None,
-          label: str | None = None, progress: bool = False) -> pd.DataFrame:
+          label: str | None = None, progress: bool = False, domains=None,
+          protection: str | None = None) -> pd.DataFrame:
     """Accuracy under bit errors and energy per inference at each weight-memory voltage,
     as `hwsim sweep` computes them: a DataFrame with the columns of results.csv (one row per
     voltage; `checkpoint` is empty, `checkpoint_sha256` hashes the weights). voltages:
     default 0.35..0.8 V in 0.01 V steps; ber_model: a BER fit file (`hwsim ber fit`) or None
-    (the paper's eq. 11). Same seed, same numbers as the CLI on the same weights."""
+    (the paper's eq. 11). `domains` (names of the arch file's voltage domains the voltage
+    drives; default the weight memory) and `protection` ('none', 'secded', 'msb:K') as in
+    `hwsim sweep --domains/--protection`. Same seed, same numbers as the CLI on the same
+    weights."""
+    scenario = Scenario.of(domains, protection)
     voltages = voltage_grid(0.35, 0.8, 0.01) if voltages is None else \
         [check_voltage(v) for v in voltages]
     if not isinstance(ber_model, BerModel):
@@ -197,7 +203,7 @@ def sweep(model: nn.Module, data, arch: str = DEFAULT_ARCH, voltages=None, *,
     rows = sweep_points(model, config, as_tensors(data), ne, list(voltages),
                         ber_model=ber_model, realizations=realizations, ci_target=ci_target,
                         seed=seed, label=label, fingerprint=digest.hexdigest()[:16],
-                        progress=progress)
+                        progress=progress, scenario=scenario)
     return pd.DataFrame(rows, columns=COLUMNS)
 
 

@@ -26,11 +26,11 @@ from __future__ import annotations
 
 import ast
 import math
-import re
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 from hwsim.models.errors import ConfigError
+from hwsim.models.protection import Protection as FaultProtection
 
 from .domains import Domain, legacy_domains
 
@@ -44,34 +44,38 @@ DEFAULT_NODE = 65e-9
 
 @dataclass(frozen=True)
 class Protection:
-    """How a domain's stored words are protected: 'none', 'secded' ((72,64) ECC) or
-    'msb' (top `k` bits of each value in a nominal-voltage bank). codec_pJ overrides the
-    SECDED codec energy per 64-bit access; access_pJ maps component -> energy of one
-    64-bit access (overrides the CACTI estimate)."""
+    """The price list of a protection (hwsim.models.protection.Protection, the one parser
+    and fault model, is `.fault`): kind 'none', 'secded' ((72,64) ECC) or 'msb' (top `k`
+    bits of each value in a nominal-voltage bank). codec_pJ overrides the SECDED codec energy
+    per 64-bit access; access_pJ maps component -> energy of one 64-bit access (overrides the
+    CACTI estimate)."""
     kind: str = "none"
     k: int = 0
     codec_pJ: float | None = None
     access_pJ: dict = field(default_factory=dict, compare=False)
 
     def __str__(self) -> str:
-        return f"msb:{self.k}" if self.kind == "msb" else self.kind
+        return self.fault.name
+
+    @property
+    def fault(self) -> FaultProtection:
+        """The network side's fault model of this protection."""
+        return FaultProtection(self.kind, self.k)
 
 
 def parse_protection(spec, what: str = "protection") -> Protection:
-    """'none' | 'secded' | 'msb:K' | {kind: .., k: .., codec_pJ: .., access_pJ: {..}}."""
+    """'none' | 'secded' | 'msb:K' | a hwsim.models.protection.Protection |
+    {kind: .., k: .., codec_pJ: .., access_pJ: {..}}."""
     if spec is None:
         return Protection()
     if isinstance(spec, Protection):
         return spec
-    valid = "valid: none, secded, msb:K (K >= 1 bits)"
-    if isinstance(spec, str):
-        s = spec.strip().lower()
-        if s in ("none", "secded"):
-            return Protection(s)
-        m = re.fullmatch(r"msb:(\d+)", s)
-        if m and int(m.group(1)) >= 1:
-            return Protection("msb", int(m.group(1)))
-        raise ConfigError(f"{what} {spec!r}: {valid}")
+    if isinstance(spec, (str, FaultProtection)):
+        try:
+            f = FaultProtection.parse(spec.strip().lower() if isinstance(spec, str) else spec)
+        except ConfigError as e:
+            raise ConfigError(f"{what} {spec!r}: {str(e).split(': ', 1)[-1]}") from None
+        return Protection(f.kind, f.k)
     if isinstance(spec, dict):
         extra = set(spec) - {"kind", "k", "codec_pJ", "access_pJ"}
         if extra:
@@ -86,7 +90,7 @@ def parse_protection(spec, what: str = "protection") -> Protection:
         if any(not (isinstance(v, (int, float)) and v > 0) for v in acc.values()):
             raise ConfigError(f"{what}.access_pJ {acc!r}: values must be numbers > 0 (pJ)")
         return Protection(base.kind, base.k, codec, acc)
-    raise ConfigError(f"{what} {spec!r}: {valid}")
+    raise ConfigError(f"{what} {spec!r}: valid: none, secded, msb:K (K >= 1 bits)")
 
 
 def codec_pJ(tech_node: float | None) -> float:

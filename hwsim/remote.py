@@ -117,17 +117,19 @@ def submit_chips(executor, checkpoint: str, sha: str, test, device: str, todo: l
 
 def submit_sweep(executor, out: Path, config: dict, label: str, energy, todo: list[float],
                  test, device: str, ber_model, kw: dict, seed: int, checkpoint: str,
-                 fingerprint: str) -> pd.DataFrame:
+                 fingerprint: str, scenario=None) -> pd.DataFrame:
     """sweep()'s points `todo` as tasks, each row appended to `out` as its task finishes.
     Returns the rows in `out`: all of them, unless inside an executor batch (whose end
     collects the tasks)."""
-    from .sweep import append_rows, point_row, point_seed, read_rows
+    from .sweep import DEFAULT, append_rows, point_row, point_seed, read_rows
+    scenario = scenario or DEFAULT
 
     def finish(v, clean, est, n):
         append_rows(out, [point_row(config, label, v, ber_model.ber(v), clean, est, energy,
-                                    seed, n, checkpoint, fingerprint)])
+                                    seed, n, checkpoint, fingerprint, scenario)])
     submit_points(executor, checkpoint, fingerprint, test, device,
-                  [(v, ber_model.ber(v), point_seed(seed, v)) for v in todo], kw, finish)
+                  [(v, scenario.bers(energy, v, ber_model)[0], point_seed(seed, v))
+                   for v in todo], kw, finish)
     return read_rows(out)
 
 
@@ -182,16 +184,10 @@ def run_remote(study, executor, get_data, log) -> None:
 
 def _submit_sweeps(study, executor, get_data) -> None:
     from .ber import BerModel
-    from .study import checkpoint_path
-    from .sweep import sweep, voltage_grid
-    grid = voltage_grid(study.voltages.min, study.voltages.max, study.voltages.step)
-    ber_model = BerModel.load(study.ber_model)
-    for m in study.methods:  # inside the batch each sweep only submits its points
-        sweep(str(checkpoint_path(study, m)), study.arch, grid, study.out_dir / "results.csv",
-              act_bits=study.act_bits, ber_model=ber_model,
-              realizations=study.monte_carlo.realizations, ci_target=study.monte_carlo.ci_target,
-              seed=study.seed, resume=True, label=m.name, data=get_data()[1], progress=False,
-              device=study.device, executor=executor)
+    from .study import sweep_methods
+    # inside the batch each sweep only submits its points
+    sweep_methods(study, study.out_dir / "results.csv", BerModel.load(study.ber_model),
+                  get_data()[1], False, executor)
 
 
 def _submit_chips(study, executor, get_data) -> None:

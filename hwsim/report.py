@@ -40,12 +40,16 @@ def fig_pareto(df: pd.DataFrame, front: pd.DataFrame, colors: dict) -> go.Figure
                              line=dict(color="black", width=1, dash="dot"), name="frontier",
                              hoverinfo="skip"))
     for lab, g in front.groupby("label", sort=False):
-        fig.add_trace(go.Scatter(x=g["energy_uJ"], y=100 * g["acc_mean"], mode="markers",
+        # the voltage is printed next to each frontier point, not only in the hover text
+        fig.add_trace(go.Scatter(x=g["energy_uJ"], y=100 * g["acc_mean"], mode="markers+text",
                                  name=f"{lab} (frontier)", legendgroup=lab,
                                  marker=dict(color=colors[lab], size=10,
                                              line=dict(color="black", width=1)),
-                                 text=[f"{lab} @ {v:.2f} V" for v in g["voltage"]],
-                                 hovertemplate="%{text}<br>%{x:.3g} uJ, %{y:.2f}%<extra></extra>"))
+                                 text=[f"{v:.2f} V" for v in g["voltage"]],
+                                 textposition="top center", textfont=dict(size=10),
+                                 customdata=[f"{lab} @ {v:.2f} V" for v in g["voltage"]],
+                                 hovertemplate="%{customdata}<br>%{x:.3g} uJ, %{y:.2f}%"
+                                               "<extra></extra>"))
     fig.update_layout(title="Accuracy vs energy per inference (Pareto frontier highlighted)",
                       xaxis_title="energy per inference (uJ)", yaxis_title="accuracy (%)")
     return fig
@@ -95,6 +99,32 @@ def fig_layers(energy_layers: list[dict], title: str) -> go.Figure:
     return fig
 
 
+def fig_components(points: dict[str, dict[str, float]], title: str) -> go.Figure:
+    """Stacked bars of energy per inference by component (uJ), one bar per chosen point
+    (e.g. "WCAT+BFN @ 0.42 V" -> {"MAC": .., "WeightSRAM": .., ...}); components in the order
+    they first appear."""
+    comps = list(dict.fromkeys(c for d in points.values() for c in d))
+    fig = go.Figure([go.Bar(x=list(points), y=[d.get(c, 0.0) for d in points.values()], name=c)
+                     for c in comps])
+    fig.update_layout(barmode="stack", title=title, yaxis_title="energy per inference (uJ)",
+                      xaxis_title="point")
+    return fig
+
+
+def frontier_table(front: pd.DataFrame) -> pd.DataFrame:
+    """The Pareto frontier as a table: method, voltage, BER, energy, accuracy +/- 95% CI,
+    lowest energy first."""
+    cols = ["label", "voltage", "ber", "energy_uJ", "acc_mean", "acc_ci95"]
+    t = front[[c for c in cols if c in front]].copy()
+    t = t.rename(columns={"label": "method"})
+    out = pd.DataFrame({"method": t["method"], "voltage (V)": t["voltage"].map("{:.2f}".format),
+                        "BER": t["ber"].map("{:.2g}".format),
+                        "energy (uJ)": t["energy_uJ"].map("{:.4g}".format),
+                        "accuracy (%)": [f"{100 * a:.2f} ± {100 * c:.2f}" for a, c in
+                                         zip(t["acc_mean"], t["acc_ci95"])]})
+    return out
+
+
 def plotly_js_src(report: Path, shared_dir: str | Path | None = None) -> str:
     """The relative URL the page `report` loads plotly.js from. A plotly.min.js identical to
     the installed plotly's in `shared_dir`, the report's folder or its parent is reused;
@@ -118,10 +148,12 @@ def write_report(df: pd.DataFrame, out: str | Path, *, title: str = DEFAULT_TITL
                  energy_layers: dict[str, list[dict]] | None = None,
                  notes: str = "", table: pd.DataFrame | None = None,
                  plotly_dir: str | Path | None = None,
-                 extra_figs: list[go.Figure] | None = None) -> pd.DataFrame:
+                 extra_figs: list[go.Figure] | None = None,
+                 components: dict[str, dict[str, float]] | None = None) -> pd.DataFrame:
     """Write the HTML report; returns the frontier. The page loads plotly.js from a
     plotly.min.js in `plotly_dir` (default: next to it; see plotly_js_src). `extra_figs`
-    (e.g. hwsim.chips_figures.chip_figures) follow the voltage plot."""
+    (e.g. hwsim.chips_figures.chip_figures) follow the voltage plot; `components` (point
+    name -> {component: uJ}) adds the per-component stacked bars (fig_components)."""
     out = Path(out)
     front = frontier(df)
     colors = _colors(list(dict.fromkeys(df["label"])))
@@ -129,13 +161,18 @@ def write_report(df: pd.DataFrame, out: str | Path, *, title: str = DEFAULT_TITL
             fig_vs(df, colors, "ber", "Accuracy vs bit error rate", log_x=True),
             fig_vs(df, colors, "voltage", "Accuracy vs weight-memory supply voltage", False)]
     figs += list(extra_figs or [])
+    if components:
+        figs.append(fig_components(components, "Energy per inference by component at "
+                                               "chosen points"))
     for name, layers in (energy_layers or {}).items():
         figs.append(fig_layers(layers, f"Energy per layer at nominal voltage: {name}"))
     table = lowest_energy_within(df) if table is None else table
     parts = [f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(notes)}</p>" if notes else "",
              "<h2>Lowest-energy voltage within 1 point of clean accuracy"
              + (" and BFA N_flip" if "bfa_n_flip" in table else "") + "</h2>",
-             readable_table(table).to_html(index=False, border=0)]
+             readable_table(table).to_html(index=False, border=0),
+             "<h2>Pareto frontier (every point no other point beats on both axes)</h2>",
+             frontier_table(front).to_html(index=False, border=0)]
     for i, fig in enumerate(figs):
         fig.update_layout(template="plotly_white", height=520)
         parts.append(fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"fig{i}"))

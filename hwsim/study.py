@@ -28,9 +28,10 @@ from .chips import chips_sidecar, run_study_chips, study_chips_md
 from .files import read_json, update_json, write_text_atomic
 from .pareto import TABLE_COLUMNS, lowest_energy_within, readable_table
 from .study_spec import Method, Reference, Study
+from .scenario import component_points
 from .sweep import energy_sidecar, read_rows, sweep, voltage_grid
 
-REPORT_VERSION = "9"  # bump when the report/summary layout changes: finished studies redo it
+REPORT_VERSION = "10"  # bump when the report/summary layout changes: finished studies redo it
 
 
 def _slug(name: str) -> str:
@@ -109,9 +110,11 @@ def reference_table(ref: Reference) -> pd.DataFrame:
 
 
 def in_study_order(df: pd.DataFrame, study: Study) -> pd.DataFrame:
-    """The rows of the study's methods, methods in the order the study file lists them (a
-    resumed study appends methods to results.csv in the order they were swept)."""
-    rank = {m.name: i for i, m in enumerate(study.methods)}
+    """The rows of the study's methods (under each of its scenarios), in the order the study
+    file lists them (a resumed study appends rows to results.csv in the order they were
+    swept)."""
+    labels = [sc.label(m.name) for sc in study.scenarios for m in study.methods]
+    rank = {lab: i for i, lab in enumerate(labels)}
     df = df[df["label"].isin(rank)]
     return df.sort_values("label", key=lambda s: s.map(rank), kind="stable")
 
@@ -126,6 +129,21 @@ def select_methods(study: Study, only: list[str] | None) -> Study:
         raise ConfigError(f"{study.file}: --only {','.join(bad)}: no such method; valid: "
                           f"{', '.join(names)}")
     return replace(study, methods=[m for m in study.methods if m.name in only])
+
+
+def sweep_methods(study: Study, results: Path, ber_model, test, progress: bool,
+                  executor=None) -> None:
+    """Sweep every method under every scenario into `results` (points already there are
+    skipped; with an executor inside a batch, the points are only submitted)."""
+    grid = voltage_grid(study.voltages.min, study.voltages.max, study.voltages.step)
+    for sc in study.scenarios:
+        for m in study.methods:
+            sweep(str(checkpoint_path(study, m)), study.arch, grid, results,
+                  act_bits=study.act_bits, ber_model=ber_model,
+                  realizations=study.monte_carlo.realizations,
+                  ci_target=study.monte_carlo.ci_target, seed=study.seed, resume=True,
+                  label=m.name, data=test, progress=progress, device=study.device,
+                  executor=executor, scenario=sc)
 
 
 def run_study(study: Study, progress: bool = True, log=print,
@@ -179,12 +197,8 @@ def run_study(study: Study, progress: bool = True, log=print,
     ber_model = BerModel.load(study.ber_model)
     chips = run_study_chips(study, grid, results, ber_model, get_data, progress,
                             checkpoint_path, executor)  # issue 18: chips instead of sweep
-    for m in [] if chips else study.methods:
-        sweep(str(checkpoint_path(study, m)), study.arch, grid, results, act_bits=study.act_bits,
-              ber_model=ber_model, realizations=study.monte_carlo.realizations,
-              ci_target=study.monte_carlo.ci_target, seed=study.seed, resume=True,
-              label=m.name, data=get_data()[1], progress=progress, device=study.device,
-              executor=executor)
+    if not chips:
+        sweep_methods(study, results, ber_model, get_data()[1], progress, executor)
 
     # 3. accuracy at fixed bit error rates (the paper's Table 1 columns), optional
     at_ber = _run_fixed_bers(study, out / "at_ber.json", get_data, progress, log) \
@@ -224,7 +238,8 @@ def run_study(study: Study, progress: bool = True, log=print,
         front = write_report(df, out / "report.html", title=f"hwsim study: {study.name}",
                              energy_layers=layers, notes=notes, table=table,
                              plotly_dir=out.parent,  # one plotly.min.js for all studies
-                             extra_figs=study_chip_figures(study, results, df))
+                             extra_figs=study_chip_figures(study, results, df),
+                             components=component_points(study, df, energy))
         write_text_atomic(out / "frontier.csv", front.to_csv(index=False))
         write_text_atomic(out / "summary.md", _summary_md(study, table, dataset, attacks)
                           + study_chips_md(study, results, df))

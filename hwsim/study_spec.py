@@ -20,6 +20,7 @@ from hwsim.models.quant import QUANTIZERS
 
 from .ber import check_voltage
 from .chips import faults_from_yaml
+from .scenario import Scenario
 
 
 class _Reader:
@@ -157,6 +158,9 @@ class Study:
     reference: Reference | None = None
     device: str = "cpu"  # where training and evaluation run; `hwsim study --device` overrides
     faults: Any = None  # hwsim.chips.Faults: transient (default) or persistent chips
+    # hwsim.scenario.Scenario: which voltage domains the swept voltage drives, and their
+    # protection; every method is swept under each (default: the weight memory, unprotected)
+    scenarios: list = field(default_factory=lambda: [Scenario()])
 
     @property
     def out_dir(self) -> Path:
@@ -167,7 +171,7 @@ class Study:
 
 TOP = ["name", "description", "seed", "data", "network", "methods", "training", "arch",
        "ber_model", "voltages", "monte_carlo", "attacks", "bers", "act_bits", "results_dir",
-       "reference", "device", "faults"]
+       "reference", "device", "faults", "scenarios"]
 
 
 def _sub(r: _Reader, d: dict, key: str, cls, checks: dict) -> Any:
@@ -361,4 +365,31 @@ def load_study(path: str | Path) -> Study:
                  results_dir=_results_dir(r, d.get("results_dir")),
                  reference=_reference(r, d.get("reference")),
                  device=_device(r, d.get("device", "cpu")),
-                 faults=faults_from_yaml(d.get("faults"), r.fail, base))
+                 faults=faults_from_yaml(d.get("faults"), r.fail, base),
+                 scenarios=_scenarios(r, d.get("scenarios"), arch))
+
+
+def _scenarios(r: _Reader, v, arch: str) -> list:
+    """`scenarios: [{domains: [..], protection: ..}, ...]` (an empty mapping: the default),
+    domain names checked against the arch file's `hwsim:` domains."""
+    if v is None:
+        return [Scenario()]
+    if not isinstance(v, list) or not v:
+        r.fail("scenarios", "must be a non-empty list of mappings with keys domains, protection")
+    from .accelforge_backend import load_arch
+    names = [dm.name for dm in load_arch(arch, accelforge_loader=False)[1].domains]
+    out = []
+    for i, item in enumerate(v):
+        m = r.mapping(item, f"scenarios[{i}]", ["domains", "protection"])
+        try:
+            sc = Scenario.of(m.get("domains"), m.get("protection"))
+        except ConfigError as e:
+            r.fail(f"scenarios[{i}]", str(e))
+        bad = [n for n in sc.domains if n not in names]
+        if bad:
+            r.fail(f"scenarios[{i}].domains", f"{', '.join(bad)}: not a domain of {arch}; "
+                   f"valid: {', '.join(names)}")
+        if sc in out:
+            r.fail(f"scenarios[{i}]", "listed twice")
+        out.append(sc)
+    return out

@@ -22,13 +22,15 @@ from hwsim.models.networks import input_shape
 
 from .ber import BerModel, check_voltage
 from .files import file_lock, update_json, write_text_atomic
-from .energy import NetworkEnergy, network_energy, scaled_energy, scaled_weight_memory
+from .energy import NetworkEnergy, network_energy
+from .scenario import ACTIVATIONS, Scenario, activation_estimate
 from .workload import extract_layers
 
 COLUMNS = ["checkpoint", "checkpoint_sha256", "label", "method", "quantizer", "bits", "bfn_rate", "voltage", "ber",
            "acc_clean", "acc_mean", "acc_std", "acc_ci95", "realizations", "estimator",
            "expected_flips", "energy_uJ", "energy_weight_mem_uJ", "energy_nominal_uJ",
-           "seed", "test_images"]
+           "seed", "test_images", "domains", "protection", "saving_vs_nominal",
+           "saving_vs_errorfree"]
 
 
 def voltage_grid(vmin: float, vmax: float, step: float) -> list[float]:
@@ -57,8 +59,10 @@ def model_energy(arch: str, model, weight_bits: int, act_bits: int = 8,
 SWEEP_KEYS = ["checkpoint", "label", "voltage", "acc_mean", "energy_uJ"]  # what resume reads
 NUMERIC = ["bits", "bfn_rate", "voltage", "ber", "acc_clean", "acc_mean", "acc_std", "acc_ci95",
            "realizations", "expected_flips", "energy_uJ", "energy_weight_mem_uJ",
-           "energy_nominal_uJ", "seed", "test_images"]
+           "energy_nominal_uJ", "seed", "test_images", "saving_vs_nominal",
+           "saving_vs_errorfree"]
 # what the Pareto frontier and the report read: a hand-made CSV needs these columns
+DEFAULT = Scenario()
 REPORT_COLUMNS = ["label", "voltage", "ber", "acc_clean", "acc_mean", "acc_ci95", "energy_uJ"]
 
 
@@ -111,8 +115,10 @@ def write_rows_atomic(df: pd.DataFrame, path: Path) -> None:
 
 
 def point_keys(df: pd.DataFrame) -> list[tuple]:
-    """What identifies a results row: (checkpoint, voltage to 1 uV)."""
-    return list(zip(df["checkpoint"].astype(str), df["voltage"].astype(float).round(6)))
+    """What identifies a results row: (checkpoint, label, voltage to 1 uV); one checkpoint
+    swept under several scenarios (hwsim.scenario) has one label per scenario."""
+    return list(zip(df["checkpoint"].astype(str), df["label"].astype(str),
+                    df["voltage"].astype(float).round(6)))
 
 
 def merge_rows(path: Path, new: pd.DataFrame, keys=point_keys, reader=read_rows) -> pd.DataFrame:
@@ -159,8 +165,9 @@ def update_sidecar(results_csv: Path, label: str, energy: NetworkEnergy) -> None
 
 def point_row(config: dict, label: str, v: float, ber: float, clean: float, est,
               energy: NetworkEnergy, seed: int, test_images: int, checkpoint: str = "",
-              fingerprint: str = "") -> dict:
-    """One results row (COLUMNS): the estimate `est` of a point plus its energy at `v`."""
+              fingerprint: str = "", scenario: Scenario = DEFAULT) -> dict:
+    """One results row (COLUMNS): the estimate `est` of a point plus its energy at `v` under
+    `scenario` (which domains run at v, and their protection)."""
     q = config["quantizer"]
     return {"checkpoint": str(checkpoint), "checkpoint_sha256": fingerprint, "label": label,
             "method": method_name(config), "quantizer": q["name"], "bits": q["bits"],
@@ -168,20 +175,21 @@ def point_row(config: dict, label: str, v: float, ber: float, clean: float, est,
             "acc_clean": clean, "acc_mean": est.mean, "acc_std": est.std,
             "acc_ci95": est.ci95, "realizations": est.realizations,
             "estimator": est.estimator, "expected_flips": est.expected_flips,
-            "energy_uJ": scaled_energy(energy, v),
-            "energy_weight_mem_uJ": scaled_weight_memory(energy, v),
-            "energy_nominal_uJ": energy.total_uJ, "seed": seed, "test_images": test_images}
+            **scenario.energy_columns(energy, v), "seed": seed, "test_images": test_images}
 
 
 def sweep_points(model, config: dict, test, energy: NetworkEnergy, voltages: list[float], *,
                  ber_model: BerModel, realizations: int = 50, ci_target: float | None = None,
                  seed: int = 0, label: str | None = None, checkpoint: str = "",
-                 fingerprint: str = "", progress: bool = True, on_row=None) -> list[dict]:
+                 fingerprint: str = "", progress: bool = True, on_row=None,
+                 scenario: Scenario = DEFAULT) -> list[dict]:
     """The results rows (COLUMNS) of a quantized `model` already on its device, one per
     voltage; `config` is a checkpoint config (its quantizer names the method). Shared by
     sweep() (a checkpoint, rows appended to a CSV through `on_row`) and hwsim.api.sweep (a
-    model in memory)."""
-    label = label or method_name(config)
+    model in memory). `scenario`: which domains the voltage drives and their protection
+    (default: the weight memory, unprotected); the label defaults to scenario.label(method)."""
+    label = label or scenario.label(method_name(config))
+    scenario.scaled(energy)  # unknown domain names fail before any point is evaluated
     xy = on_model_device(test, model)  # normalized and on the device once for all points
     stored = StoredWeights(model)
     clean = accuracy(model, xy)
@@ -190,11 +198,18 @@ def sweep_points(model, config: dict, test, energy: NetworkEnergy, voltages: lis
                file=sys.stderr)
     for v in bar:
         ber = ber_model.ber(v)
-        est = estimate_accuracy(model, xy, ber, max_realizations=realizations,
-                                ci_target=ci_target, seed=point_seed(seed, v), stored=stored,
-                                clean=clean, progress=progress)
+        weight_ber, act_ber = scenario.bers(energy, v, ber_model)
+        if act_ber > 0:
+            est = activation_estimate(model, xy, weight_ber, act_ber, scenario,
+                                      realizations=realizations, seed=point_seed(seed, v),
+                                      clean=clean)
+        else:
+            est = estimate_accuracy(model, xy, weight_ber, max_realizations=realizations,
+                                    ci_target=ci_target, seed=point_seed(seed, v),
+                                    stored=stored, clean=clean, progress=progress,
+                                    protection=scenario.protection)
         row = point_row(config, label, v, ber, clean, est, energy, seed, len(xy[1]),
-                        checkpoint, fingerprint)
+                        checkpoint, fingerprint, scenario)
         out.append(row)
         if on_row is not None:
             on_row(row)
@@ -206,11 +221,13 @@ def sweep(checkpoint: str, arch: str, voltages: list[float], out: str | Path, *,
           act_bits: int = 8, ber_model: BerModel | None = None, realizations: int = 50,
           ci_target: float | None = None, seed: int = 0, resume: bool = False,
           label: str | None = None, data_root: str | None = None, data=None,
-          progress: bool = True, device: str = "cpu", executor=None) -> pd.DataFrame:
+          progress: bool = True, device: str = "cpu", executor=None,
+          scenario: Scenario = DEFAULT) -> pd.DataFrame:
     """Sweep `checkpoint` over `voltages` into `out`. `device`: where the network runs
     (cpu, cuda, cuda:N, auto); the energy model is the same everywhere. `executor`: None
     runs the points here; a hwsim.executor.RayExecutor runs each as a Ray task (on its
-    nodes' devices) and appends its row as it finishes."""
+    nodes' devices) and appends its row as it finishes. `scenario`: the domains the voltage
+    drives and their protection (hwsim.scenario); its rows get their own label."""
     out = Path(out)
     ber_model = ber_model or BerModel()
     # a bad name fails before anything is written (with Ray, the nodes have the devices)
@@ -219,36 +236,41 @@ def sweep(checkpoint: str, arch: str, voltages: list[float], out: str | Path, *,
         raise ConfigError(f"checkpoint {str(checkpoint)!r} does not exist")
     if out.is_dir():
         raise ConfigError(f"--out {str(out)!r} is a folder; give a CSV file name")
+    model, config = load_checkpoint(checkpoint)
+    q = config.get("quantizer")
+    if not q:
+        raise ConfigError(f"{checkpoint} is a float network: a sweep needs stored integers "
+                          "(a quantized checkpoint)")
+    label = scenario.label(label or method_name(config))
     if out.exists() and not resume:
         done = read_rows(out, SWEEP_KEYS)
-        if (done["checkpoint"] == str(checkpoint)).any():
-            raise ConfigError(f"{out} already holds points of {checkpoint}; pass --resume to "
-                              "continue it, or choose another --out")
+        if ((done["checkpoint"] == str(checkpoint)) & (done["label"] == label)).any():
+            raise ConfigError(f"{out} already holds points of {checkpoint} ({label}); pass "
+                              "--resume to continue it, or choose another --out")
     rows = read_rows(out, SWEEP_KEYS)
     fingerprint = file_sha256(checkpoint)
     mine = rows["checkpoint"].astype(str) == str(checkpoint)
     if "checkpoint_sha256" in rows and (rows.loc[mine, "checkpoint_sha256"] != fingerprint).any():
         raise ConfigError(f"{out} holds points of an earlier version of {checkpoint} (the file "
                           "changed since); remove those rows or choose another --out")
-    have = set(zip(rows["checkpoint"].astype(str), rows["voltage"].round(6)))
-    todo = [v for v in voltages if (str(checkpoint), round(v, 6)) not in have]
+    have = set(point_keys(rows))
+    todo = [v for v in voltages if (str(checkpoint), label, round(v, 6)) not in have]
     if not todo:
         return rows
-    model, config = load_checkpoint(checkpoint)
-    q = config.get("quantizer")
-    if not q:
-        raise ConfigError(f"{checkpoint} is a float network: a sweep needs stored integers "
-                          "(a quantized checkpoint)")
     test = data if data is not None else load_dataset(
         config["data"]["name"], data_root or config["data"].get("root"))[1]
     energy = model_energy(arch, model, q["bits"], act_bits, progress=progress)
-    label = label or method_name(config)
+    scenario.scaled(energy)  # unknown domain names fail before anything is written
     update_sidecar(out, label, energy)
     if executor is not None:  # one Ray task per point (hwsim/remote.py)
         from .remote import submit_sweep
+        if scenario.holds(energy, ACTIVATIONS):
+            raise ConfigError("activation domains are not evaluated as Ray tasks yet; run "
+                              "this sweep without --ray")
         return submit_sweep(executor, out, config, label, energy, todo, test, device,
-                            ber_model, dict(max_realizations=realizations, ci_target=ci_target),
-                            seed, str(checkpoint), fingerprint)
+                            ber_model, dict(max_realizations=realizations, ci_target=ci_target,
+                                            protection=scenario.protection),
+                            seed, str(checkpoint), fingerprint, scenario)
     model.to(dev)
     written = [rows]
 
@@ -257,5 +279,5 @@ def sweep(checkpoint: str, arch: str, voltages: list[float], out: str | Path, *,
     sweep_points(model, config, test, energy, todo, ber_model=ber_model,
                  realizations=realizations, ci_target=ci_target, seed=seed, label=label,
                  checkpoint=str(checkpoint), fingerprint=fingerprint, progress=progress,
-                 on_row=write)
+                 on_row=write, scenario=scenario)
     return written[0]

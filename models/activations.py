@@ -30,7 +30,8 @@ import torch.nn as nn
 from .errors import ConfigError
 from .evaluate import (BitErrorResult, StoredWeights, check_ber, hit_rate, on_model_device,
                        t_halfwidth)
-from .faults import PositionSampler, sample_flip_count
+from .faultplan import FaultPlan
+from .faults import PositionSampler
 from .quant import quant_layers
 
 ACT_BITS = 8  # the energy model's activation width
@@ -218,22 +219,26 @@ def evaluate_under_activation_faults(model: nn.Module, data, act_ber, *, weight_
                                      realizations: int = 10, seed: int = 0,
                                      bits: int = ACT_BITS, percentile: float = 100.0,
                                      scales: dict[str, ActScale] | None = None,
-                                     batch_size: int | None = None) -> BitErrorResult:
+                                     batch_size: int | None = None,
+                                     protection=None) -> BitErrorResult:
     """Accuracy over `realizations` passes over `data` with transient activation bit errors at
     `act_ber` (float or {layer: ber}) and, combinable, persistent-per-realization weight bit
     errors at `weight_ber` (drawn as evaluate_under_bit_errors does: K ~ Binomial over all
     stored weight bits, numpy generator seeded with `seed`). Realization r's activation
     faults come from a torch generator seeded with seed * 1_000_003 + r. `scales` default:
     calibrate_activations(model, data, bits, percentile). `clean` is the float-activation,
-    fault-free accuracy; ber in the result is the activation BER (a float act_ber)."""
+    fault-free accuracy; ber in the result is the activation BER (a float act_ber).
+    `protection` ('none', 'secded', 'msb:K'; models.protection) applies to the weights."""
     if realizations < 1:
         raise ConfigError(f"realizations={realizations!r}: must be >= 1")
-    check_ber(weight_ber)
     x, y = on_model_device(data, model)
     model.eval()
     clean = float(hit_rate(model, x, y, batch_size))
     scales = scales or calibrate_activations(model, (x, y), bits, percentile)
-    stored = StoredWeights(model) if weight_ber > 0 else None
+    stored = StoredWeights(model)
+    plan = FaultPlan(stored, weight_ber, protection)  # checks weight_ber
+    if plan.zero:
+        stored = None
     rng = np.random.default_rng(seed)
     positions = stored and PositionSampler(stored.n_bits, rng, seed, stored.ints.device)
     accs, flips = [], []
@@ -241,7 +246,7 @@ def evaluate_under_activation_faults(model: nn.Module, data, act_ber, *, weight_
         weights = contextlib.nullcontext()
         if stored is not None:
             weights = stored.installed(stored.flipped(
-                positions(sample_flip_count(stored.n_bits, weight_ber, rng))))
+                plan.positions(plan.draw_counts(rng), positions, rng)))
         with weights, activation_faults(model, act_ber, scales, seed * 1_000_003 + r) as c:
             accs.append(float(hit_rate(model, x, y, batch_size)))
         flips.append(c.total_flips)

@@ -11,6 +11,9 @@ Realizations are spent in rounds (proportional/Neyman allocation) until the 95% 
 reaches `ci_target` (plain MC: after at least `min_realizations`; stratified: after the pilot
 of two per stratum) or the budget is used. The estimate is unbiased; its variance is the usual
 stratified sum_k w_k^2 s_k^2 / n_k.
+Per-layer rates or protection (models.faultplan): K is the total number of hit fault units
+(bits; SECDED: words with >= 2 raw errors), a sum of independent binomials, one per layer;
+the strata are on that total with exact weights (_strata_groups), K = 0 is exactly clean.
 """
 from __future__ import annotations
 
@@ -182,8 +185,8 @@ def estimate_accuracy(model, data, ber, *, max_realizations: int = 50,
         clean = float(hit_rate(model, x, y, batch_size))
     n_bits = stored.n_bits
     if plan.zero:
-        return Estimate(0.0 if plan.whole else plan.label, clean, clean, 0.0, 0.0, 0,
-                        "exact", 0.0)
+        return Estimate(plan.label if isinstance(plan.label, dict) else 0.0, clean, clean,
+                        0.0, 0.0, 0, "exact", 0.0)
     p_any = plan.p_any()  # P(K > 0)
     if p_any < NEGLIGIBLE and not force_mc:
         # flips are this rare: accuracy is clean except with probability p_any, so

@@ -148,8 +148,9 @@ class _Words:
     def raw_patterns(self, m: int, rng: np.random.Generator) -> np.ndarray:
         """m raw (m, 72) error patterns of words with >= 2 errors."""
         w = rng.choice(self.ks, size=m, p=self.pmf)
-        ranks = rng.random((m, WORD_BITS)).argsort(1).argsort(1)
-        return (ranks < w[:, None]).astype(np.uint8)
+        keys = rng.random((m, WORD_BITS))  # the w smallest keys: w uniform distinct bits
+        kth = np.sort(keys, axis=1)[np.arange(m), w - 1]
+        return (keys <= kth[:, None]).astype(np.uint8)
 
     def realize(self, units, rng):
         words = units.cpu().numpy() if isinstance(units, torch.Tensor) else np.asarray(units)

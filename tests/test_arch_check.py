@@ -48,7 +48,8 @@ def _arch(tmp_path, text, name="mine.yaml") -> Path:
     return p
 
 
-@pytest.mark.parametrize("name", ["eyeriss_sram", "simba_sram", "nvdla_sram", "tpu_sram"])
+@pytest.mark.parametrize("name", ["eyeriss_sram", "simba_sram", "nvdla_sram", "tpu_sram",
+                                  "simba_sram_22nm", "nvdla_sram_22nm", "tpu_sram_22nm"])
 def test_shipped_arch_check_from_committed_cache(name, no_mapping, capsys):
     arch = ROOT / "arch" / f"{name}.yaml"
     _, info = backend.load_arch(arch, accelforge_loader=False)
@@ -74,6 +75,21 @@ def test_shipped_library_is_cached():
         want = [REFERENCE_LAYER] if arch.stem.endswith("_22nm") else layers
         missing = [la.key() for la in want if cache_key(info.sha256, la) not in CACHE]
         assert not missing, f"{arch.name}: not in arch/cache/energy.json: {missing}"
+
+
+@pytest.mark.parametrize("name", ["simba_sram", "nvdla_sram", "tpu_sram"])
+def test_22nm_variant_differs_only_in_node(name):
+    """Same arch: section but tech_node; CACTI at 22 nm makes every layer far cheaper."""
+    def spec(p):
+        d, _ = backend.load_arch(p, accelforge_loader=False)
+        d["arch"]["extra_attributes_for_all_component_models"].pop("tech_node")
+        return d
+    a65, a22 = ROOT / "arch" / f"{name}.yaml", ROOT / "arch" / f"{name}_22nm.yaml"
+    assert spec(a65) == spec(a22)
+    e = [CACHE[cache_key(backend.load_arch(a, accelforge_loader=False)[1].sha256,
+                         REFERENCE_LAYER)] for a in (a65, a22)]
+    assert 0.1 < e[1]["total_pJ"] / e[0]["total_pJ"] < 0.3
+    assert e[1]["components_pJ"]["WeightSRAM"] < 0.3 * e[0]["components_pJ"]["WeightSRAM"]
 
 
 def test_table_has_full_component_names(no_mapping, capsys):

@@ -14,7 +14,7 @@ from hwsim.models import load_checkpoint
 from hwsim.models.attacks import (DEFAULT_ATTACK_BATCH, STOP_RULES, bfa_nflip, bfa_run,
                                   compare_nflip, comparison_line, random_nflip, stop_rule)
 from hwsim.models.errors import ConfigError
-from hwsim.study import bfn_comparisons
+from hwsim.study import _bfa_line, _bfn_md, bfn_comparisons
 from hwsim.study_spec import load_study
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,6 +93,11 @@ def test_study_attack_settings_keep_committed_results(tmp_path):
     assert sorted(cmp) == ["lsq+bfn", "normal+bfn", "plclip+bfn", "wcat+bfn"]
     assert cmp["normal+bfn"]["mean_a"] == pytest.approx(np.mean(done["normal"]["n_flips"]))
     assert cmp["normal+bfn"]["p_mannwhitney"] < 0.01  # 9-13 flips vs 15-25 flips
+    md = _bfn_md(study, done)  # the summary.md section
+    assert md.count("\n- does ") == 4
+    assert "does normal+bfn raise N_flip over normal: 11.4 +/- 1.5 -> 18.2 +/- 4.1" in md
+    assert "attack batch 128, N_flip until held-out accuracy < 1.1x random guess," \
+        in _bfa_line(study)
     text = (ROOT / "studies" / "digits_quickstart.yaml").read_text()
     f = tmp_path / "s.yaml"
     f.write_text(text.replace("attacks: {bfa_seeds: 5, attack_batch: 128, max_flips: 500}",
@@ -101,6 +106,7 @@ def test_study_attack_settings_keep_committed_results(tmp_path):
     b = load_study(f).attacks
     assert (b.attack_batch, b.bfa_seeds, b.stop_rule) == (64, 10, "le10.1")
     assert b.settings(0)["stop_rule"] == "le10.1" and b.kwargs()["rule"] == "le10.1"
+    assert "<= 1.01x random guess (and, from the same runs, < 1.1x)" in _bfa_line(load_study(f))
     f.write_text(f.read_text().replace("le10.1", "le10"))
     with pytest.raises(ConfigError, match="attacks.stop_rule: 'le10' is not valid; valid: lt11"):
         load_study(f)
@@ -122,7 +128,7 @@ def test_cli_compare(tmp_path, capsys):
     assert "field n_flips_lt11" in capsys.readouterr().err
     two = tmp_path / "two.json"
     two.write_text(json.dumps({"n_flips": [500, 9, 500], "n_flips_lt11": [9, 8, 10]}))
-    assert main(["attack", "compare", str(two), str(one), "--counts", "n_flips_lt11",
+    assert main(["attack", "compare", str(two), str(two), "--counts", "n_flips_lt11",
                  "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["mean_a"] == 9.0
     bad = tmp_path / "bad.json"

@@ -250,4 +250,5 @@ def test_shipped_arch_found_from_any_folder(capsys, here, arch):
 def test_unknown_arch_lists_shipped_ones(capsys, here):
     assert_one_line_error(capsys, ["energy", "--model", "mlp", "--arch", "nope"],
                           "--arch 'nope': no such arch file; shipped ones (by name, or "
-                          "arch/NAME.yaml): eyeriss_sram, eyeriss_sram_wspad", here)
+                          "arch/NAME.yaml): eyeriss_sram, eyeriss_sram_domains, "
+                          "eyeriss_sram_wspad", here)

@@ -6,7 +6,6 @@ import pytest
 import torch
 from scipy import stats
 
-from hwsim.models.checkpoint import load_checkpoint
 from hwsim.models.errors import ConfigError
 from hwsim.models.estimate import estimate_accuracy
 from hwsim.models.evaluate import StoredWeights, evaluate_under_bit_errors

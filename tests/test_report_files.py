@@ -46,3 +46,27 @@ def test_an_outdated_plotly_js_is_replaced(tmp_path):
     write_report(_df(), tmp_path / "s" / "report.html", plotly_dir=tmp_path)
     assert (tmp_path / PLOTLY_JS).read_text(encoding="utf-8") == get_plotlyjs()
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_frontier_voltages_table_and_component_bars(tmp_path):
+    """Voltages are printed on the Pareto plot's frontier points (not only in hover text), the
+    frontier is also a table, and chosen points get per-component stacked bars."""
+    from hwsim.report import fig_components, fig_pareto, frontier_table
+    from hwsim.pareto import frontier
+    df = _df()
+    front = frontier(df)
+    fig = fig_pareto(df, front, {"wcat": "#1f77b4"})
+    labelled = [t for t in fig.data if t.name == "wcat (frontier)"][0]
+    assert "text" in labelled.mode and list(labelled.text) == [
+        f"{v:.2f} V" for v in front["voltage"]]
+    t = frontier_table(front)
+    assert list(t.columns) == ["method", "voltage (V)", "BER", "energy (uJ)", "accuracy (%)"]
+    assert len(t) == len(front) and t["accuracy (%)"].tolist() == ["48.00 ± 1.00", "98.00 ± 1.00"]
+    bars = fig_components({"a @ 0.8 V": {"MAC": 2.0, "SRAM": 1.0},
+                           "a @ 0.4 V": {"MAC": 2.0, "SRAM": 0.25, "ECC": 0.1}}, "t")
+    assert [b.name for b in bars.data] == ["MAC", "SRAM", "ECC"]
+    assert list(bars.data[2].y) == [0.0, 0.1] and bars.layout.barmode == "stack"
+    page = tmp_path / "r.html"
+    write_report(df, page, components={"a @ 0.8 V": {"MAC": 2.0}})
+    text = page.read_text()
+    assert "Pareto frontier (every point" in text and "by component" in text

@@ -7,6 +7,8 @@ from hwsim.ber import BerModel
 from hwsim.executor import add_executor_args, executor_from_args
 from hwsim.paths import DEFAULT_ARCH, resolve_arch
 from hwsim.chips import chips_sidecar
+from hwsim.models.errors import ConfigError
+from hwsim.scenario import Scenario
 from hwsim.sweep import sweep, voltage_grid
 
 from .ber import add_ber_model
@@ -41,6 +43,13 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="results CSV (points are appended)")
     p.add_argument("--resume", action="store_true", help="skip points already in --out")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--domains", default=None,
+                   help="comma-separated voltage domains of the arch file that run at the swept "
+                        "voltage (default: every domain holding weights); a domain holding "
+                        "activations adds transient 8-bit activation faults")
+    p.add_argument("--protection", default=None,
+                   help="protection of the weights in the swept domains: none (default), "
+                        "secded ((72,64) ECC) or msb:K (top K bits in robust cells)")
     add_ber_model(p)
     add_threads(p)
     add_device(p)
@@ -54,9 +63,13 @@ def run(args) -> int:
     out_file(args.out)
     args.arch = resolve_arch(args.arch)
     grid = voltage_grid(args.vmin, args.vmax, args.step)
+    scenario = Scenario.of(args.domains, args.protection)
     faults = faults_from_args(args)
     executor = executor_from_args(args, progress=not args.no_progress)
     if faults.model == "persistent":
+        if not scenario.is_default:
+            raise ConfigError("--domains/--protection: persistent chips are swept on the weight "
+                              "memory without protection only")
         from hwsim.chips import chip_sweep
         with executor or contextlib.nullcontext():
             rows = chip_sweep(args.checkpoint, args.arch, grid, args.out, faults,
@@ -71,6 +84,7 @@ def run(args) -> int:
                      ber_model=BerModel.load(args.ber_model), realizations=args.realizations,
                      ci_target=args.ci_target, seed=args.seed, resume=args.resume,
                      label=args.label, data_root=args.data_root,
-                     progress=not args.no_progress, device=args.device, executor=executor)
+                     progress=not args.no_progress, device=args.device, executor=executor,
+                     scenario=scenario)
     print(f"{args.out}: {len(rows)} points")
     return 0
