@@ -95,13 +95,23 @@ def accuracy(model: nn.Module, data) -> float:
     return _accuracy(model, as_tensors(data))
 
 
-def evaluate(model: nn.Module, data, ber: float = 0.0, realizations: int = 50,
-             seed: int = 0) -> BitErrorResult:
+def evaluate(model: nn.Module, data, ber=0.0, realizations: int = 50,
+             seed: int = 0, *, protection: str | None = None,
+             act_ber: float = 0.0) -> BitErrorResult:
     """Accuracy of a quantized `model` under random bit errors at rate `ber` in its stored
     weights: `realizations` independent patterns (plain Monte Carlo, as `hwsim eval`).
-    Returns .clean, .mean, .std, .ci95 (95% CI half-width), .accuracies, .flips. The model's
-    weights are never changed."""
-    return evaluate_under_bit_errors(model, as_tensors(data), ber, realizations, seed)
+    `ber`: one rate, or {layer name: rate} (layers not named stay error-free);
+    `protection`: 'none', 'secded' ((72,64) ECC per 64-bit word) or 'msb:K' (top K bits
+    never flip); `act_ber` > 0 adds transient bit errors in the 8-bit stored activations
+    (hwsim.models.activations; a fresh pattern every pass). Returns .clean, .mean, .std,
+    .ci95 (95% CI half-width), .accuracies, .flips. The model's weights are never changed."""
+    if act_ber:
+        from hwsim.models.activations import evaluate_under_activation_faults
+        return evaluate_under_activation_faults(model, as_tensors(data), act_ber,
+                                                weight_ber=ber, realizations=realizations,
+                                                seed=seed, protection=protection)
+    return evaluate_under_bit_errors(model, as_tensors(data), ber, realizations, seed,
+                                     protection=protection)
 
 
 def layer_sensitivity(model: nn.Module, data, ber: float = 1e-2, realizations: int = 10,

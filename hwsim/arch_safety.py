@@ -288,3 +288,33 @@ def check_spec(arch_file, spec: dict) -> None:
             what = f"key {_short(s)}" if is_key else f"expression {_short(s)}"
             raise ConfigError(f"{where}: field {path or '(top level)'}: {what} refused "
                               f"({why}); {ALLOWED}")
+
+
+_ARITH = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b,
+          ast.Mult: lambda a, b: a * b, ast.Div: lambda a, b: a / b,
+          ast.FloorDiv: lambda a, b: a // b, ast.Pow: lambda a, b: a ** b}
+
+
+def plain_number(value) -> float | None:
+    """`value` (a number, or a string of plain arithmetic: numbers, `inf`, + - * / // **,
+    unary minus) as a float; None when it is anything else (e.g. needs AccelForge's own
+    evaluator). Evaluated in floating point, so `9**9**9` overflows at once instead of
+    building a huge integer."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+
+    def ev(n):
+        if isinstance(n, ast.Constant) and isinstance(n.value, (int, float)) \
+                and not isinstance(n.value, bool):
+            return float(n.value)
+        if isinstance(n, ast.Name) and n.id == "inf":
+            return float("inf")
+        if isinstance(n, ast.UnaryOp) and isinstance(n.op, ast.USub):
+            return -ev(n.operand)
+        if isinstance(n, ast.BinOp) and type(n.op) in _ARITH:
+            return _ARITH[type(n.op)](ev(n.left), ev(n.right))
+        raise ValueError
+    try:
+        return ev(ast.parse(str(value).strip(), mode="eval").body)
+    except (SyntaxError, ValueError, TypeError, ArithmeticError, RecursionError):
+        return None

@@ -24,7 +24,6 @@ BER <= ber_target (1e-9 by default), no protection; the others at nominal).
 """
 from __future__ import annotations
 
-import ast
 import math
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -32,6 +31,7 @@ from functools import lru_cache
 from hwsim.models.errors import ConfigError
 from hwsim.models.protection import Protection as FaultProtection
 
+from .arch_safety import plain_number
 from .domains import Domain, legacy_domains
 
 SECDED_WORD, SECDED_DATA = 72, 64
@@ -247,30 +247,19 @@ def price(ne, voltages: dict | None = None, protection=None, *, ber_target: floa
 
 # --------------------------------------------------------------------------- CACTI access
 
-_OPS = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b,
-        ast.Mult: lambda a, b: a * b, ast.Div: lambda a, b: a / b,
-        ast.FloorDiv: lambda a, b: a // b, ast.Pow: lambda a, b: a ** b}
-
-
 def _arith(text, what: str) -> float:
-    def ev(n):
-        if isinstance(n, ast.Constant) and isinstance(n.value, (int, float)):
-            return n.value
-        if isinstance(n, ast.BinOp) and type(n.op) in _OPS:
-            return _OPS[type(n.op)](ev(n.left), ev(n.right))
-        raise ValueError
-    try:
-        return float(ev(ast.parse(str(text), mode="eval").body))
-    except (SyntaxError, ValueError, ZeroDivisionError, OverflowError):
+    v = plain_number(text)
+    if v is None:
         raise ConfigError(f"{what} = {text!r}: SECDED pricing needs a plain number or "
-                          "arithmetic here (or pass access_pJ in the protection)") from None
+                          "arithmetic here (or pass access_pJ in the protection)")
+    return v
 
 
 def _arch_nodes(arch_file):
     from .accelforge_backend import load_arch
-    from .domains import _nodes
+    from .domains import arch_nodes
     d, info = load_arch(arch_file, accelforge_loader=False)
-    return _nodes(d["arch"]), info.tech_node
+    return arch_nodes(d["arch"]), info.tech_node
 
 
 def _node(arch_file) -> float | None:

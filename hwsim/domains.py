@@ -101,7 +101,8 @@ def legacy_domains(weight_memory, v_nominal: float) -> tuple[Domain, ...]:
 
 # --------------------------------------------------------------------------- parsing
 
-def _nodes(arch: dict) -> dict[str, dict]:
+def arch_nodes(arch: dict) -> dict[str, dict]:
+    """{component name: its node dict} of an arch spec's `nodes` tree (first of a name)."""
     out: dict[str, dict] = {}
 
     def walk(ns):
@@ -220,7 +221,7 @@ def parse_domains(meta: dict, arch: dict, where: str, arch_file=None
         raise ConfigError(f"{where}: field hwsim.v_nominal must be a number, got {vn!r}") from None
     if not (vn > 0 and math.isfinite(vn)):
         raise ConfigError(f"{where}: field hwsim.v_nominal must be > 0, got {vn}")
-    nodes = _nodes(arch)
+    nodes = arch_nodes(arch)
     comps = list(nodes)
     if "domains" in meta and "weight_memory" in meta:
         raise ConfigError(f"{where}: fields hwsim.weight_memory and hwsim.domains both given; "

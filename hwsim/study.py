@@ -11,7 +11,6 @@ import json
 import platform
 import re
 import shlex
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -285,13 +284,22 @@ def _summary_md(study: Study, table: pd.DataFrame, dataset: str,
 - Versions: {_versions()}
 
 Per method: clean accuracy and the lowest-energy weight-memory voltage whose mean accuracy
-stays within 1 point of it; energy per inference there, and saving against {study.voltages.max} V.
+stays within 1 point of it; energy per inference there, and saving against nominal (every
+memory at its nominal supply, unprotected){_scenario_note(study)}.
 
 {format_table(table)}
 {_bfn_md(study, attacks)}{_reference_md(study)}
 Files: results.csv (every point), frontier.csv (Pareto set), report.html (figures),
 checkpoints/ (with their training logs).
 """
+
+
+def _scenario_note(study: Study) -> str:
+    if all(sc.is_default for sc in study.scenarios):
+        return ""
+    return ("; a label's [brackets] name the voltage domains driven by the swept voltage and "
+            "their protection (hwsim/scenario.py), and \"saving vs error-free\" compares with "
+            "those domains at their lowest voltage with BER <= 1e-9")
 
 
 def _evaluation_line(study: Study) -> str:

@@ -30,14 +30,15 @@ def study_status(study: Study) -> pd.DataFrame:
             ck = read_checkpoint(path)
             epochs, acc = ck["epoch"], last_test_acc(ck)
         want = "-" if m.checkpoint else study.training.epochs
-        mine = rows[rows["label"] == m.name]
-        swept = len(grid & set(mine["voltage"].round(6)))
+        # every scenario's points (hwsim.scenario; one label each) count
+        swept = sum(len(grid & set(rows.loc[rows["label"] == sc.label(m.name), "voltage"]
+                                   .round(6))) for sc in study.scenarios)
         bers = at_ber.get(m.name, {})
         bfa = attacks.get(m.name, {})
         table.append({
             "method": m.name, "trained (epochs)": f"{epochs}/{want}",
             "test acc %": "" if acc is None else f"{100 * acc:.2f}",
-            "swept (voltages)": f"{swept}/{len(grid)}",
+            "swept (voltages)": f"{swept}/{len(grid) * len(study.scenarios)}",
             "fixed BERs": f"{sum(repr(b) in bers for b in study.bers)}/{len(study.bers)}",
             "BFA (seeds)": (f"{len(bfa.get('n_flips', [])) if bfa else 0}/"
                             f"{study.attacks.bfa_seeds}")})

@@ -7,7 +7,6 @@ import hashlib
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from tqdm import tqdm
 

@@ -2,7 +2,6 @@
 bit-flip noise, resumable and deterministic for a seed."""
 from __future__ import annotations
 
-import copy
 import json
 import sys
 import time

@@ -16,7 +16,6 @@ from hwsim.models.checkpoint import load_checkpoint
 from hwsim.models.chips import Layout, evaluate_chip, model_layout, sample_chip, vmin_index
 from hwsim.models.errors import ConfigError
 from hwsim.models.evaluate import StoredWeights, evaluate_under_bit_errors
-from hwsim.models.faults import to_unsigned
 
 ARCH = resolve_arch("eyeriss_sram")
 

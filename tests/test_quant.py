@@ -7,7 +7,7 @@ import torch.nn as nn
 
 from hwsim.models.errors import ConfigError
 from hwsim.models.quant import (QConv2d, create_quantizer, expected_mse, quant_layers,
-                          quantize_model, best_range)
+                          quantize_model)
 
 
 def test_roundtrip_and_clipping_eqs_3_4():

@@ -125,3 +125,21 @@ def test_default_scenario_energy_is_scaled_energy():
     ne = energy(model, str(DOMAINS))
     cols = Scenario().energy_columns(ne, 0.45)
     assert cols["energy_uJ"] == scaled_energy(ne, 0.45)
+
+
+def test_api_evaluate_takes_layer_rates_protection_and_activation_faults():
+    from hwsim import api as hw
+    from hwsim.models.checkpoint import load_checkpoint
+    from hwsim.models.data import load_dataset
+    from hwsim.models.quant import quant_layers
+    model, _ = load_checkpoint(CK / "normal.pt")
+    test = load_dataset("digits")[1]
+    first = quant_layers(model)[0][0]
+    plain = hw.evaluate(model, test, ber=2e-2, realizations=4, seed=3)
+    one = hw.evaluate(model, test, ber={first: 2e-2}, realizations=4, seed=3)
+    msb = hw.evaluate(model, test, ber=2e-2, realizations=4, seed=3, protection="msb:2")
+    act = hw.evaluate(model, test, ber=0.0, realizations=4, seed=3, act_ber=2e-2)
+    assert sum(one.flips) < sum(plain.flips) / 5 and sum(msb.flips) < sum(plain.flips)
+    assert msb.mean > plain.mean and act.mean < act.clean
+    with pytest.raises(ConfigError, match="protection 'ecc'"):
+        hw.evaluate(model, test, ber=1e-2, protection="ecc")

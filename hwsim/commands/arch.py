@@ -12,13 +12,13 @@ at the reduced voltage) or spends no energy on the layer (scaling it saves nothi
 """
 from __future__ import annotations
 
-import ast
 import math
-import operator
 import sys
 from dataclasses import dataclass, field
 
 from hwsim.models.errors import ConfigError
+from hwsim.arch_safety import plain_number
+from hwsim.domains import arch_nodes
 from hwsim.paths import resolve_arch
 from hwsim.workload import LayerShape
 
@@ -73,47 +73,16 @@ class ArchCheck:
                 "warnings": list(self.warnings)}
 
 
-_BIN = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
-        ast.Div: operator.truediv, ast.Pow: operator.pow}
-
-
 def _size_bits(value) -> float | None:
     """A memory's `size` field as a number when it is a plain arithmetic expression of
     numbers (e.g. 8 * 1024 * 1024, inf); None when it needs AccelForge's evaluator."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-
-    def ev(n):
-        if isinstance(n, ast.Constant) and isinstance(n.value, (int, float)):
-            return float(n.value)
-        if isinstance(n, ast.Name) and n.id == "inf":
-            return math.inf
-        if isinstance(n, ast.BinOp) and type(n.op) in _BIN:
-            return _BIN[type(n.op)](ev(n.left), ev(n.right))
-        raise ValueError
-    try:
-        return ev(ast.parse(str(value).strip(), mode="eval").body)
-    except (SyntaxError, ValueError, ArithmeticError):
-        return None
-
-
-def _nodes_by_name(arch: dict) -> dict[str, dict]:
-    out: dict[str, dict] = {}
-
-    def walk(nodes):
-        for n in nodes or []:
-            if isinstance(n, dict):
-                if "name" in n:
-                    out[str(n["name"])] = n
-                walk(n.get("nodes"))
-    walk(arch.get("nodes") if isinstance(arch, dict) else None)
-    return out
+    return plain_number(value)
 
 
 def dram_warnings(arch_dict: dict, weight_memory) -> list[str]:
     """Warnings for weight-memory components that look like off-chip DRAM: a DRAM
     component class, or a size that is unbounded or over MAX_ON_CHIP_BITS."""
-    nodes = _nodes_by_name(arch_dict.get("arch", {}))
+    nodes = arch_nodes(arch_dict.get("arch", {}))
     out = []
     for name in weight_memory:
         n = nodes.get(name, {})

@@ -16,7 +16,7 @@ def register(sub) -> None:
         description="Per-layer sensitivity (accuracy vs BER with one layer faulty), a greedy "
                     "search for the per-layer voltages minimising the weight-domain energy "
                     "sum_l E_l (V_l/V_nom)^2 with accuracy >= clean - max-drop, Monte Carlo "
-                    "verification of the joint assignment (95%% CI; the budget is tightened "
+                    "verification of the joint assignment (95% CI; the budget is tightened "
                     "and the search repeated if it fails), and the saving against the best "
                     "uniform voltage meeting the same target. See hwsim/voltages.py.")
     p.add_argument("--checkpoint", required=True, help="quantized checkpoint (.pt)")
