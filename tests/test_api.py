@@ -285,9 +285,17 @@ def test_timm_network_trains_reloads_and_evaluates(tmp_path, capsys):
     same numbers, and a name timm does not know is one error line."""
     timm = pytest.importorskip("timm")
     ck = tmp_path / "t.pt"
+    (tmp_path / "few.py").write_text(textwrap.dedent("""
+        from torch.utils.data import TensorDataset
+        from hwsim.models.data import load_dataset
+        def data():  # 128 / 64 digits: one quick epoch
+            (x, y), (xt, yt) = (d.tensors() for d in load_dataset("digits"))
+            return TensorDataset(x[:128], y[:128]), TensorDataset(xt[:64], yt[:64])
+    """))
     torch.set_num_threads(2)
     code, _, err = run(capsys, "train", "--model", "timm:test_resnet", "--quantizer", "wcat",
-                       "--epochs", "1", "--out", ck, "--no-progress")
+                       "--data", f"{tmp_path}/few.py:data", "--epochs", "1", "--out", ck,
+                       "--no-progress")
     assert code == 0, err
     model, cfg = load_checkpoint(ck)
     assert cfg["model"]["source"] == {"kind": "timm", "factory": "test_resnet", "kwargs": {}}
