@@ -16,7 +16,7 @@ import yaml
 
 from hwsim.models.errors import ConfigError
 
-from .files import write_text_atomic
+from .files import read_yaml, write_text_atomic
 
 SATURATION = 0.5  # a bit that is pure noise flips with probability 1/2
 
@@ -62,14 +62,7 @@ class BerModel:
         if path is None:
             return cls()
         p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"BER model file {str(p)!r} does not exist (or is a folder)")
-        try:
-            data = yaml.safe_load(p.read_text(encoding="utf-8"))
-        except (yaml.YAMLError, UnicodeDecodeError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ConfigError(f"BER model file {str(p)!r} is not a YAML text file ({first}); "
-                              "write one with `hwsim ber fit FILE.csv`") from None
+        data = read_yaml(p, "BER model", "write one with `hwsim ber fit FILE.csv`")
         if not isinstance(data, dict):
             raise ConfigError(f"{p}: expected a mapping with keys a, b, c")
         extra = set(data) - {"a", "b", "c", "source", "fit"}

@@ -8,8 +8,6 @@ same chips (common random numbers). Resumable chip by chip.
 """
 from __future__ import annotations
 
-import ast
-import operator
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,18 +16,19 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from hwsim.models.checkpoint import load_checkpoint, method_name
+from hwsim.models.checkpoint import method_name
 from hwsim.models.chips import MODES, Layout, check_mode, evaluate_chip, sample_chip, stored_layout
-from hwsim.models.data import load_dataset
 from hwsim.models.device import check_device_name, resolve_device
 from hwsim.models.errors import ConfigError
 from hwsim.models.evaluate import StoredWeights, accuracy, on_model_device, t_halfwidth
 
 from .accelforge_backend import load_arch
+from .arch_safety import plain_number
 from .ber import BerModel
+from .domains import arch_nodes
 from .energy import scaled_energy, scaled_weight_memory
-from .sweep import (COLUMNS, SWEEP_KEYS, file_sha256, merge_rows, model_energy, read_rows,
-                    read_table, update_sidecar)
+from .sweep import (COLUMNS, SWEEP_KEYS, checkpoint_test_data, file_sha256, load_quantized,
+                    merge_rows, model_energy, read_rows, read_table, update_sidecar)
 
 FAULT_MODELS = ("transient", "persistent")
 CHIP_COLUMNS = ["label", "checkpoint_sha256", "fault_mode", "chip", "voltage", "ber",
@@ -75,24 +74,13 @@ class Faults:
         return self
 
 
-_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
-        ast.FloorDiv: operator.floordiv, ast.Pow: operator.pow, ast.Div: operator.truediv}
-
-
 def _arith(text, where: str) -> int:
-    """An integer from a number or a plain arithmetic expression like '8 * 1024 * 1024'."""
-    def ev(n):
-        if isinstance(n, ast.Constant) and isinstance(n.value, (int, float)) \
-                and not isinstance(n.value, bool):
-            return n.value
-        if isinstance(n, ast.BinOp) and type(n.op) in _OPS:
-            return _OPS[type(n.op)](ev(n.left), ev(n.right))
-        raise ValueError
-    try:
-        v = ev(ast.parse(str(text).strip(), mode="eval").body)
-    except (SyntaxError, ValueError, ZeroDivisionError, OverflowError):
+    """An integer from a number or a plain arithmetic expression like '8 * 1024 * 1024'
+    (hwsim.arch_safety.plain_number)."""
+    v = plain_number(text)
+    if v is None:
         raise ConfigError(f"{where}: {text!r} is not a number or plain arithmetic of numbers "
-                          "(a chip needs the weight memory's size and word width)") from None
+                          "(a chip needs the weight memory's size and word width)")
     if not (v >= 1 and float(v).is_integer()):
         raise ConfigError(f"{where}: {text!r} must be a positive whole number of bits")
     return int(v)
@@ -104,16 +92,7 @@ def memory_geometry(arch: str) -> tuple[int, int]:
     `extra_attributes_for_component_model.width` (else its read action's bits_per_action)."""
     spec, info = load_arch(arch, accelforge_loader=False)
     name = info.weight_memory[0]
-    node = None
-
-    def walk(ns):
-        nonlocal node
-        for n in ns or []:
-            if isinstance(n, dict) and node is None:
-                if str(n.get("name")) == name:
-                    node = n
-                walk(n.get("nodes"))
-    walk(spec["arch"].get("nodes") if isinstance(spec.get("arch"), dict) else None)
+    node = arch_nodes(spec.get("arch")).get(name)
     where = f"arch file {str(arch)!r}: component {name}"
     if node is None or "size" not in node:
         raise ConfigError(f"{where}: field size is missing (the weight memory's bits)")
@@ -189,14 +168,10 @@ def chip_sweep(checkpoint: str, arch: str, voltages: list[float], out: str | Pat
     if mine.any() and {round(v, 6) for v in rows.loc[mine, "voltage"]} >= set(grid):
         return rows
     word_bits, capacity = memory_geometry(arch)
-    model, config = load_checkpoint(checkpoint)
-    q = config.get("quantizer")
-    if not q:
-        raise ConfigError(f"{checkpoint} is a float network: chips need stored integers "
-                          "(a quantized checkpoint)")
+    model, config = load_quantized(checkpoint, "chips need")
+    q = config["quantizer"]
     label = label or method_name(config)
-    test = data if data is not None else load_dataset(
-        config["data"]["name"], data_root or config["data"].get("root"))[1]
+    test = checkpoint_test_data(config, data, data_root)
     model.to(dev)
     stored = StoredWeights(model)
     layout = stored_layout(stored, word_bits, capacity)  # per-layer widths when mixed

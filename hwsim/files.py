@@ -84,3 +84,20 @@ def update_json(path: str | os.PathLike, change: Callable[[dict], None]) -> dict
         change(data)
         write_json_atomic(path, data)
     return data
+
+
+def read_yaml(path, what: str, hint: str = ""):
+    """The safe-YAML contents of the file `path` (a `what` file: 'BER model', 'assignment');
+    a missing file or one that is not YAML text is one ConfigError naming it (`hint`, e.g.
+    how to write one, is appended to the second)."""
+    from hwsim.models.errors import ConfigError
+    import yaml
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{what} file {str(p)!r} does not exist (or is a folder)")
+    try:
+        return yaml.safe_load(p.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ConfigError(f"{what} file {str(p)!r} is not a YAML text file ({first})"
+                          + (f"; {hint}" if hint else "")) from None

@@ -112,19 +112,19 @@ class Scenario:
 
 
 def activation_estimate(model, xy, weight_ber: float, act_ber: float, scenario: Scenario, *,
-                        realizations: int, seed: int, clean: float):
+                        realizations: int, seed: int, clean: float, stored):
     """A sweep point whose scaled domains hold activations: plain Monte Carlo over
     `realizations` passes, each with transient 8-bit activation faults at `act_ber` and a
     persistent weight fault pattern at `weight_ber` (hwsim.models.activations), as an
-    hwsim.models.estimate.Estimate ('mc'; expected_flips counts weight bits)."""
+    hwsim.models.estimate.Estimate ('mc'; expected_flips counts weight bits). `stored`: the
+    model's StoredWeights."""
     from hwsim.models.activations import evaluate_under_activation_faults
     from hwsim.models.estimate import Estimate
     from hwsim.models.faultplan import FaultPlan
-    from hwsim.models.evaluate import StoredWeights
     r = evaluate_under_activation_faults(model, xy, act_ber, weight_ber=weight_ber,
                                          realizations=max(2, realizations), seed=seed,
-                                         protection=scenario.protection)
-    flips = FaultPlan(StoredWeights(model), weight_ber, scenario.protection).expected_flips()
+                                         protection=scenario.protection, stored=stored)
+    flips = FaultPlan(stored, weight_ber, scenario.protection).expected_flips()
     return Estimate(act_ber, clean, r.mean, r.std, r.ci95, r.realizations, "mc", flips)
 
 

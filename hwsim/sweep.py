@@ -143,6 +143,23 @@ def append_rows(path: Path, new: list[dict]) -> pd.DataFrame:
     return merge_rows(path, pd.DataFrame(new, columns=COLUMNS))
 
 
+def load_quantized(checkpoint, need: str):
+    """(model, config) of a quantized checkpoint; a float one is refused, `need` saying what
+    needs its stored integers (e.g. 'a sweep needs')."""
+    model, config = load_checkpoint(checkpoint)
+    if not config.get("quantizer"):
+        raise ConfigError(f"{checkpoint} is a float network: {need} stored integers "
+                          "(a quantized checkpoint)")
+    return model, config
+
+
+def checkpoint_test_data(config: dict, data=None, data_root: str | None = None):
+    """The test set a checkpoint was trained with (`data` when given; `data_root` overrides
+    the recorded root)."""
+    return data if data is not None else load_dataset(
+        config["data"]["name"], data_root or config["data"].get("root"))[1]
+
+
 def file_sha256(path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
@@ -201,7 +218,7 @@ def sweep_points(model, config: dict, test, energy: NetworkEnergy, voltages: lis
         if act_ber > 0:
             est = activation_estimate(model, xy, weight_ber, act_ber, scenario,
                                       realizations=realizations, seed=point_seed(seed, v),
-                                      clean=clean)
+                                      clean=clean, stored=stored)
         else:
             est = estimate_accuracy(model, xy, weight_ber, max_realizations=realizations,
                                     ci_target=ci_target, seed=point_seed(seed, v),
@@ -235,11 +252,8 @@ def sweep(checkpoint: str, arch: str, voltages: list[float], out: str | Path, *,
         raise ConfigError(f"checkpoint {str(checkpoint)!r} does not exist")
     if out.is_dir():
         raise ConfigError(f"--out {str(out)!r} is a folder; give a CSV file name")
-    model, config = load_checkpoint(checkpoint)
-    q = config.get("quantizer")
-    if not q:
-        raise ConfigError(f"{checkpoint} is a float network: a sweep needs stored integers "
-                          "(a quantized checkpoint)")
+    model, config = load_quantized(checkpoint, "a sweep needs")
+    q = config["quantizer"]
     label = scenario.label(label or method_name(config))
     if out.exists() and not resume:
         done = read_rows(out, SWEEP_KEYS)
@@ -256,8 +270,7 @@ def sweep(checkpoint: str, arch: str, voltages: list[float], out: str | Path, *,
     todo = [v for v in voltages if (str(checkpoint), label, round(v, 6)) not in have]
     if not todo:
         return rows
-    test = data if data is not None else load_dataset(
-        config["data"]["name"], data_root or config["data"].get("root"))[1]
+    test = checkpoint_test_data(config, data, data_root)
     energy = model_energy(arch, model, q["bits"], act_bits, progress=progress)
     scenario.scaled(energy)  # unknown domain names fail before anything is written
     update_sidecar(out, label, energy)

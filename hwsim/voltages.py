@@ -36,8 +36,7 @@ from pathlib import Path
 
 import yaml
 
-from hwsim.models.checkpoint import load_checkpoint, method_name
-from hwsim.models.data import load_dataset
+from hwsim.models.checkpoint import method_name
 from hwsim.models.device import resolve_device
 from hwsim.models.errors import ConfigError
 from hwsim.models.estimate import estimate_accuracy
@@ -46,8 +45,9 @@ from hwsim.models.quant import quant_layers
 
 from .ber import V_NOMINAL, BerModel, check_voltage
 from .energy import NetworkEnergy
-from .files import write_text_atomic
-from .sweep import file_sha256, model_energy, point_seed, voltage_grid
+from .files import read_yaml, write_text_atomic
+from .sweep import (file_sha256, load_quantized, model_energy, point_seed, checkpoint_test_data,
+                    voltage_grid)
 
 FORMAT = "hwsim-voltage-assignment/1"
 MAX_TRIES = 6  # verified searches per optimisation (budget doubled / halved / bisected)
@@ -291,12 +291,8 @@ def optimize(ev: Evaluator, energies: dict[str, float], v_nominal: float, grid: 
 def _eval_setup(checkpoint, data, data_root, device):
     if not Path(checkpoint).is_file():
         raise ConfigError(f"checkpoint {str(checkpoint)!r} does not exist")
-    model, config = load_checkpoint(checkpoint)
-    if not config.get("quantizer"):
-        raise ConfigError(f"{checkpoint} is a float network: per-layer voltages need stored "
-                          "integers (a quantized checkpoint)")
-    test = data if data is not None else load_dataset(
-        config["data"]["name"], data_root or config["data"].get("root"))[1]
+    model, config = load_quantized(checkpoint, "per-layer voltages need")
+    test = checkpoint_test_data(config, data, data_root)
     model.to(resolve_device(device))
     return model, config, test
 
@@ -366,14 +362,7 @@ def read_assignment(path: str | Path) -> dict[str, float]:
     """{layer: V} of an assignment YAML (`layers: {name: {voltage: V}}` or `{name: V}`);
     safe YAML only, each voltage checked (check_voltage)."""
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"assignment file {str(p)!r} does not exist (or is a folder)")
-    try:
-        doc = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise ConfigError(f"assignment file {str(p)!r} is not a YAML text file ({first})") \
-            from None
+    doc = read_yaml(p, "assignment")
     layers = doc.get("layers") if isinstance(doc, dict) else None
     if not isinstance(layers, dict) or not layers:
         raise ConfigError(f"{p}: expected a mapping `layers: {{layer: {{voltage: V}}}}` "

@@ -223,7 +223,8 @@ def evaluate_under_activation_faults(model: nn.Module, data, act_ber, *, weight_
                                      bits: int = ACT_BITS, percentile: float = 100.0,
                                      scales: dict[str, ActScale] | None = None,
                                      batch_size: int | None = None,
-                                     protection=None) -> BitErrorResult:
+                                     protection=None,
+                                     stored: StoredWeights | None = None) -> BitErrorResult:
     """Accuracy over `realizations` passes over `data` with transient activation bit errors at
     `act_ber` (float or {layer: ber}) and, combinable, persistent-per-realization weight bit
     errors at `weight_ber` (drawn as evaluate_under_bit_errors does: K ~ Binomial over all
@@ -231,14 +232,15 @@ def evaluate_under_activation_faults(model: nn.Module, data, act_ber, *, weight_
     faults come from a torch generator seeded with seed * 1_000_003 + r. `scales` default:
     calibrate_activations(model, data, bits, percentile). `clean` is the float-activation,
     fault-free accuracy; ber in the result is the activation BER (a float act_ber).
-    `protection` ('none', 'secded', 'msb:K'; models.protection) applies to the weights."""
+    `protection` ('none', 'secded', 'msb:K'; models.protection) applies to the weights;
+    `stored`: the model's StoredWeights when the caller has them already."""
     if realizations < 1:
         raise ConfigError(f"realizations={realizations!r}: must be >= 1")
     x, y = on_model_device(data, model)
     model.eval()
     clean = float(hit_rate(model, x, y, batch_size))
     scales = scales or calibrate_activations(model, (x, y), bits, percentile)
-    stored = StoredWeights(model)
+    stored = StoredWeights(model) if stored is None else stored
     plan = FaultPlan(stored, weight_ber, protection)  # checks weight_ber
     if plan.zero:
         stored = None
