@@ -47,7 +47,8 @@ def train_config(study: Study, m: Method) -> TrainConfig:
                        quantizer=m.quantizer, bits=m.bits, layer_bits=m.layer_bits or None,
                        bfn_rate=t.bfn_rate if m.bfn else 0.0, quantizer_params=dict(m.params),
                        epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, momentum=t.momentum,
-                       weight_decay=t.weight_decay, seed=study.seed, init_from=t.init_from)
+                       weight_decay=t.weight_decay, seed=study.seed, init_from=t.init_from,
+                       act_bfn_rate=t.act_bfn_rate if m.act_bfn else 0.0)
 
 
 def _trained(path: Path, cfg: TrainConfig) -> bool:
@@ -318,6 +319,8 @@ def _training_line(study: Study) -> str:
     line = (f"{t.epochs} epochs per method, batch {t.batch_size}, SGD lr {t.lr} (cosine), "
             f"momentum {t.momentum}, weight decay {t.weight_decay}, BFN rate {t.bfn_rate} "
             f"where enabled, seed {study.seed}")
+    if any(m.act_bfn for m in study.methods if not m.checkpoint):
+        line += f", activation BFN rate {t.act_bfn_rate} where enabled"
     if t.init_from:
         line += (f"; fine-tuned from `{t.init_from}` (its command: the study file's header; "
                  f"its per-epoch log: `{t.init_from}.log`)")

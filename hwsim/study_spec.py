@@ -69,6 +69,7 @@ class Method:
     params: dict = field(default_factory=dict)
     checkpoint: str | None = None  # use an existing checkpoint instead of training
     layer_bits: dict = field(default_factory=dict)  # {layer: bits} overriding bits
+    act_bfn: bool = False  # bit-flip noise on the 8-bit activations too (issue 22)
 
 
 @dataclass
@@ -79,6 +80,7 @@ class Training:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     bfn_rate: float = 5e-3  # p_o for methods with bfn: true (paper Sec. 3.4)
+    act_bfn_rate: float = 2e-3  # activation bit-flip rate for methods with act_bfn: true
     init_from: str | None = None  # e.g. a float checkpoint: fine-tune every method from it
     threads: int | None = None
 
@@ -305,9 +307,10 @@ def load_study(path: str | Path) -> Study:
         m = r.mapping(m, p, [f.name for f in fields(Method)], required=("quantizer",))
         q = r.choice(m["quantizer"], f"{p}.quantizer", QUANTIZERS.names())
         bits = r.number(m.get("bits", 4), f"{p}.bits", 2, 8, integer=True)
-        bfn = m.get("bfn", False)
-        if not isinstance(bfn, bool):
-            r.fail(f"{p}.bfn", f"{bfn!r} must be true or false")
+        bfn, act_bfn = m.get("bfn", False), m.get("act_bfn", False)
+        for key, flag in (("bfn", bfn), ("act_bfn", act_bfn)):
+            if not isinstance(flag, bool):
+                r.fail(f"{p}.{key}", f"{flag!r} must be true or false")
         params = m.get("params") or {}
         if not isinstance(params, dict):
             r.fail(f"{p}.params", "must be a mapping of quantizer hyper-parameters")
@@ -322,14 +325,16 @@ def load_study(path: str | Path) -> Study:
         except ConfigError as e:
             r.fail(f"{p}.params", str(e))
         layer_bits = _layer_bits(r, m.get("layer_bits"), f"{p}.layer_bits", network)
-        methods.append(Method(name, q, bits, bfn, params, m.get("checkpoint"), layer_bits))
+        methods.append(Method(name, q, bits, bfn, params, m.get("checkpoint"), layer_bits,
+                              act_bfn))
 
     pos_int = lambda lo: (lambda v, p: r.number(v, p, lo, None, integer=True))
     pos = lambda v, p: r.number(v, p, 1e-12)
     training = _sub(r, d, "training", Training, {
         "epochs": pos_int(1), "batch_size": pos_int(1), "lr": pos, "momentum":
         lambda v, p: r.number(v, p, 0, 1), "weight_decay": lambda v, p: r.number(v, p, 0),
-        "bfn_rate": lambda v, p: r.number(v, p, 0, 0.5), "threads": pos_int(1)})
+        "bfn_rate": lambda v, p: r.number(v, p, 0, 0.5),
+        "act_bfn_rate": lambda v, p: r.number(v, p, 0, 0.5), "threads": pos_int(1)})
     volt = lambda v, p: check_voltage(v, f"{file}: {p}")
     voltages = _sub(r, d, "voltages", Voltages, {"min": volt, "max": volt, "step": pos})
     if voltages.min > voltages.max:

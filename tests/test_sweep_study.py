@@ -224,7 +224,10 @@ def test_every_shipped_study_parses(name):
         return
     if any(not sc.is_default for sc in s.scenarios):  # domains x protection (issue 22) on
         # another study's checkpoints: digits_domains, resnet20_domains(_act)
-        assert all((ROOT / m.checkpoint).is_file() for m in s.methods) and "domains" in name
+        # (or trained here from the given baseline, e.g. resnet20_domains_act's wcat+bfn+abfn)
+        assert all((ROOT / m.checkpoint).is_file() if m.checkpoint else
+                   (ROOT / s.training.init_from).is_file() for m in s.methods)
+        assert "domains" in name
         assert Path(s.arch).name == "eyeriss_sram_domains.yaml"
         return
     assert s.name == name and Path(s.arch).is_file() and s.bers == [0.001, 0.01]
@@ -282,3 +285,24 @@ def test_status_reports_the_baseline_fine_tuning_waits_for(trained, tmp_path):
         baseline_status(load_study(f))
     f.write_text(f.read_text().replace(f", init_from: {base}", ""))
     assert baseline_status(load_study(f)) is None
+
+
+def test_study_act_bfn_reaches_the_training_recipe(tmp_path):
+    from hwsim.study import train_config
+    text = (STUDY.replace("ARCH", str(ROOT / "arch/eyeriss_sram.yaml")).replace("OUT", "o")
+            .replace("lr: 0.05}", "lr: 0.05, act_bfn_rate: 0.003}")
+            .replace("bfn: true}", "bfn: true, act_bfn: true}"))
+    f = tmp_path / "s.yaml"
+    f.write_text(text)
+    s = load_study(f)
+    plain, noisy = (train_config(s, m) for m in s.methods)
+    assert plain.act_bfn_rate == 0.0 and "act_bfn_rate" not in plain.recipe()
+    assert noisy.act_bfn_rate == 0.003 and noisy.bfn_rate == 0.005
+    for good, bad, msg in (("act_bfn: true", "act_bfn: 2", "methods[1].act_bfn: 2 must be true"),
+                           ("act_bfn_rate: 0.003", "act_bfn_rate: 0.7",
+                            "training.act_bfn_rate: 0.7 is out of range")):
+        g = tmp_path / "bad.yaml"
+        g.write_text(text.replace(good, bad))
+        with pytest.raises(ConfigError) as e:
+            load_study(g)
+        assert msg in str(e.value)
