@@ -18,6 +18,7 @@ cd "$(dirname "$0")/.."
 OUT=${1:-${OUT:-/tmp/gpu_out}}
 LIMIT=${LIMIT:-480}        # every step ends by then (seconds from the start)
 DEV=${DEV:-cuda}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-6}
 mkdir -p "$OUT"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 \
   HWSIM_CACHE="${HWSIM_CACHE:-/tmp/hwsim-cache}"
