@@ -25,7 +25,7 @@ from hwsim.models.evaluate import StoredWeights, accuracy, on_model_device, t_ha
 from .accelforge_backend import load_arch
 from .arch_safety import plain_number
 from .ber import BerModel
-from .domains import arch_nodes
+from .domains import arch_nodes, warn_arch
 from .energy import scaled_energy, scaled_weight_memory
 from .sweep import (COLUMNS, SWEEP_KEYS, checkpoint_test_data, file_sha256, load_quantized,
                     merge_rows, model_energy, read_rows, read_table, update_sidecar)
@@ -176,6 +176,7 @@ def chip_sweep(checkpoint: str, arch: str, voltages: list[float], out: str | Pat
     stored = StoredWeights(model)
     layout = stored_layout(stored, word_bits, capacity)  # per-layer widths when mixed
     energy = model_energy(arch, model, q["bits"], act_bits, progress=progress)
+    warn_arch(arch, (), ber_model)  # once per process (hwsim.domains), not per chip
     update_sidecar(out, label, energy)
     bers = [ber_model.ber(v) for v in grid]
     done = read_chip_rows(chips_csv)

@@ -10,7 +10,8 @@ plus the leakage law, hwsim.domains) and b the stored bits per value:
     secded    E = E_dl 72/64 g_d(V) + N_dl * E_codec      (72,64) words: 8 check bits stored
                                                           and read per 64 data bits
 N_dl (64-bit accesses) = E_dl / e64(component), e64 the CACTI energy of one 64-bit read of
-that SRAM (hwsim.accelforge_backend.sram_read_energy_pJ, size/banks/node from the arch).
+that SRAM (hwsim.accelforge_backend.sram_read_energy_pJ, size/banks/node from the arch),
+cached in the energy cache next to the layer energies (access_pJ), so no CACTI at pricing.
 E_codec, the SECDED encoder (write) or decoder (read) energy per 64-bit access, is derived
 from Horowitz, "Computing's energy problem", ISSCC 2014 (45 nm, 0.9 V): 32-bit add 0.1 pJ.
 A (72,64) Hsiao decoder is ~216 XOR2 for the syndrome + 64 syndrome decoders + 64
@@ -24,6 +25,7 @@ BER <= ber_target (1e-9 by default), no protection; the others at nominal).
 """
 from __future__ import annotations
 
+import importlib
 import math
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -259,7 +261,7 @@ def _arch_nodes(arch_file):
     from .accelforge_backend import load_arch
     from .domains import arch_nodes
     d, info = load_arch(arch_file, accelforge_loader=False)
-    return arch_nodes(d["arch"]), info.tech_node
+    return arch_nodes(d["arch"]), info.tech_node, info.sha256
 
 
 def _node(arch_file) -> float | None:
@@ -272,9 +274,15 @@ def _node(arch_file) -> float | None:
 @lru_cache(maxsize=64)
 def access_pJ(arch_file, component: str) -> float:
     """CACTI energy (pJ) of one 64-bit read of `component` of `arch_file` (size, n_banks
-    and tech_node from the arch; organised in 64-bit words)."""
-    from .accelforge_backend import sram_read_energy_pJ
-    nodes, node = _arch_nodes(arch_file)
+    and tech_node from the arch; organised in 64-bit words). Kept in the energy cache next
+    to the layer energies (hwsim.energy.access_key; network_energy fills it when it maps),
+    so pricing needs CACTI only for a value not cached yet."""
+    from .energy import EnergyCache, access_key, cache_path_for
+    nodes, node, sha = _arch_nodes(arch_file)
+    cache = EnergyCache(cache_path_for(arch_file))
+    hit = cache.get_access(access_key(sha, component))
+    if hit is not None:
+        return hit
     n = nodes.get(component)
     if n is None:
         raise ConfigError(f"arch file {str(arch_file)!r}: no component {component!r}")
@@ -284,4 +292,17 @@ def access_pJ(arch_file, component: str) -> float:
     banks = int(_arith(extra.get("n_banks", 1), where + ".n_banks"))
     if not (math.isfinite(size) and size >= 64):
         raise ConfigError(f"{where}.size = {size:g} bits: too small for 64-bit words")
-    return sram_read_energy_pJ(int(size), 64, node or DEFAULT_NODE, max(1, banks))
+    try:
+        importlib.import_module("hwcomponents_cacti")  # the hardware tools (not on GPU images)
+    except ImportError:
+        raise ConfigError(f"{where}: SECDED pricing needs the 64-bit access energy of "
+                          f"{component}, which is not in the energy cache "
+                          f"{cache_path_for(arch_file)} and CACTI (hwcomponents_cacti) is not "
+                          "installed; run `hwsim energy --fill-cache --arch ARCH` where it is, or "
+                          "pass access_pJ in the protection") from None
+    from .accelforge_backend import sram_read_energy_pJ
+    e = sram_read_energy_pJ(int(size), 64, node or DEFAULT_NODE, max(1, banks))
+    cache.put(access_key(sha, component), {"access_pJ": e, "width_bits": 64,
+                                           "size_bits": int(size), "n_banks": max(1, banks),
+                                           "tech_node": node or DEFAULT_NODE})
+    return e

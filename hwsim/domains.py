@@ -340,3 +340,23 @@ def warn_tech_node(node: float | None, domains, stream=None) -> None:
         print(f"hwsim: warning: the arch's energies are for tech_node {node * 1e9:g} nm, the "
               f"BER model is from 22 nm FDX ({src}); domain {d.name!r} mixes both",
               file=stream or sys.stderr)
+
+
+def warn_arch(arch_file, names=(), ber_model=None, stream=None) -> None:
+    """The tech-node warning (warn_tech_node) of one run on `arch_file` that drives the
+    domains `names` (empty: every domain holding weights) with `ber_model` (a
+    hwsim.ber.BerModel; one other than the default is the user's own fit: no warning).
+    sweep.sweep, chips.chip_sweep and voltages.optimize_voltages call it once their inputs
+    are checked (so an error stays one line); warn_tech_node prints it once per process,
+    so a study's many sweeps (Ray ones submit from this process) warn once."""
+    if ber_model is not None and ber_model != BerModel():
+        return
+    from .accelforge_backend import load_arch
+    try:
+        _, info = load_arch(arch_file, accelforge_loader=False)
+    except (ConfigError, OSError):
+        return  # a warning never stops a run; the run reports a bad arch file itself
+    if set(names or ()) - {d.name for d in info.domains}:
+        return  # the run itself reports the unknown domain (one error line, no warning)
+    doms = [d for d in info.domains if (d.name in names if names else "weight" in d.holds)]
+    warn_tech_node(info.tech_node, doms, stream)

@@ -154,6 +154,12 @@ def cache_path_for(arch_file, cache_dir=None) -> Path:
     return base / CACHE_NAME
 
 
+def access_key(sha: str, component: str, width_bits: int = 64) -> str:
+    """Cache key of the energy of one `width_bits` read of `component` (SECDED pricing,
+    hwsim.domain_energy.access_pJ): stored next to the layer energies of the same spec."""
+    return f"{sha}|access{width_bits}:{component}"
+
+
 def cache_key(sha: str, layer: LayerShape, fast: bool = True) -> str:
     return (f"{sha}|{layer.key()}|v{backend.MAPPER_SETTINGS_VERSION}"
             f"|{'fast' if fast else 'default'}")
@@ -188,13 +194,23 @@ class EnergyCache:
         except (KeyError, TypeError, ValueError):
             return None
 
-    def put(self, key: str, value: backend.LayerEnergy) -> None:
-        """Add one entry: lock, re-read, merge, write atomically (entries stay sorted)."""
+    def get_access(self, key: str) -> float | None:
+        """A cached per-access energy (pJ) stored under `key` (access_key), or None."""
+        d = self.entries.get(key)
+        try:
+            v = float(d["access_pJ"]) if isinstance(d, dict) else None
+        except (KeyError, TypeError, ValueError):
+            return None
+        return v if v is not None and v > 0 and v == v and v != float("inf") else None
+
+    def put(self, key: str, value: backend.LayerEnergy | dict) -> None:
+        """Add one entry (a LayerEnergy, or a plain dict such as an access energy): lock,
+        re-read, merge, write atomically (entries stay sorted)."""
         with file_lock(self.path):
             mine = dict(self.entries)
             self.load()  # merge with entries other processes wrote meanwhile
             self.entries.update(mine)
-            self.entries[key] = value.to_dict()
+            self.entries[key] = value if isinstance(value, dict) else value.to_dict()
             data = {"format": CACHE_FORMAT,
                     "entries": {k: self.entries[k] for k in sorted(self.entries)}}
             write_text_atomic(self.path, json.dumps(data, indent=1) + "\n")
@@ -301,6 +317,8 @@ def network_energy(arch_file, layers: Sequence[LayerShape], progress: bool = Tru
             if bar is not None:
                 bar.close()
 
+    if todo and cache is not None and cache_dir is None:
+        fill_access(arch_file, info)  # CACTI is here (it just mapped): cache what SECDED needs
     out = NetworkEnergy(arch_file=str(arch_file), arch_sha256=info.sha256,
                         weight_memory=info.weight_memory, v_nominal=info.v_nominal,
                         domains=info.domains)
@@ -313,6 +331,21 @@ def network_energy(arch_file, layers: Sequence[LayerShape], progress: bool = Tru
             macs=layer.macs, cached=cached))
     _check_domains(out, arch_file)
     return out
+
+
+def fill_access(arch_file, info=None) -> None:
+    """Cache the 64-bit access energy of every domain component of `arch_file` (done with
+    the mapping and by `hwsim energy --fill-cache`, so that pricing SECDED later needs no
+    CACTI); a component hwsim cannot size is left out (pricing it then names the problem)."""
+    from .domain_energy import access_pJ
+    if info is None:
+        info = backend.load_arch(arch_file, accelforge_loader=False)[1]
+    for d in info.domains:
+        for c in d.components:
+            try:
+                access_pJ(arch_file, c)
+            except ConfigError:
+                pass
 
 
 def _check_domains(ne: NetworkEnergy, arch_file) -> None:

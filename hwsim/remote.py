@@ -53,24 +53,36 @@ def _network(checkpoint: str, sha: str, device: str, data, data_key: str):
 
 def eval_point(checkpoint: str, sha: str, device: str, data, data_key: str, ber: float,
                seed: int, kw: dict):
-    """Task: (clean accuracy, Estimate, test images) of one checkpoint at one bit error
-    rate."""
+    """Task: (clean accuracy, Estimate, test images) of one checkpoint at one (weight) bit
+    error rate. With `act_ber` > 0 and `scenario` in kw, the point also has transient
+    activation faults, estimated as the serial sweep does (hwsim.scenario.activation_estimate
+    with max_realizations passes)."""
     model, xy, stored, clean = _network(checkpoint, sha, device, data, data_key)
-    est = estimate_accuracy(model, xy, ber, seed=seed, stored=stored, clean=clean, **kw)
+    kw = dict(kw)
+    act_ber, scenario = kw.pop("act_ber", 0.0), kw.pop("scenario", None)
+    if act_ber > 0:
+        from .scenario import activation_estimate
+        est = activation_estimate(model, xy, ber, act_ber, scenario,
+                                  realizations=kw["max_realizations"], seed=seed, clean=clean,
+                                  stored=stored)
+    else:
+        est = estimate_accuracy(model, xy, ber, seed=seed, stored=stored, clean=clean, **kw)
     return clean, est, len(xy[1])
 
 
 def submit_points(executor, checkpoint: str, sha: str, test, device: str,
-                  points: list[tuple[float, float, int]], kw: dict, finish) -> None:
-    """Submit one eval_point task per (key, ber, seed) of `points`; `finish(key, clean,
-    estimate, test_images)` runs here as each one finishes (it writes the result)."""
+                  points: list[tuple], kw: dict, finish) -> None:
+    """Submit one eval_point task per (key, ber, seed) or (key, ber, seed, point kw) of
+    `points` (a point's kw is merged into `kw`); `finish(key, clean, estimate, test_images)`
+    runs here as each one finishes (it writes the result)."""
     ref = executor.put(test)
     device = check_device_name(device)
     task_device, _ = executor.gpus(device)
     with executor.batch(f"ray: {Path(checkpoint).name}"):  # all at once (in a study's batch)
-        for key, ber, seed in points:
+        for key, ber, seed, *extra in points:
             executor.submit(eval_point, _abs(checkpoint), sha, task_device, ref, ref.hex(),
-                            ber, seed, kw, device=device, done=lambda r, k=key: finish(k, *r))
+                            ber, seed, {**kw, **(extra[0] if extra else {})}, device=device,
+                            done=lambda r, k=key: finish(k, *r))
 
 
 CHIP_BLOCK_MAX = 20  # chips per task at most (the serial run also writes every 20 chips)
@@ -118,18 +130,22 @@ def submit_chips(executor, checkpoint: str, sha: str, test, device: str, todo: l
 def submit_sweep(executor, out: Path, config: dict, label: str, energy, todo: list[float],
                  test, device: str, ber_model, kw: dict, seed: int, checkpoint: str,
                  fingerprint: str, scenario=None) -> pd.DataFrame:
-    """sweep()'s points `todo` as tasks, each row appended to `out` as its task finishes.
-    Returns the rows in `out`: all of them, unless inside an executor batch (whose end
-    collects the tasks)."""
+    """sweep()'s points `todo` as tasks, each row appended to `out` as its task finishes;
+    a point whose scaled domains hold activations carries its activation BER and the
+    scenario (eval_point). Returns the rows in `out`: all of them, unless inside an executor
+    batch (whose end collects the tasks)."""
     from .sweep import DEFAULT, append_rows, point_row, point_seed, read_rows
     scenario = scenario or DEFAULT
 
     def finish(v, clean, est, n):
         append_rows(out, [point_row(config, label, v, ber_model.ber(v), clean, est, energy,
                                     seed, n, checkpoint, fingerprint, scenario)])
-    submit_points(executor, checkpoint, fingerprint, test, device,
-                  [(v, scenario.bers(energy, v, ber_model)[0], point_seed(seed, v))
-                   for v in todo], kw, finish)
+    points = []
+    for v in todo:
+        weight_ber, act_ber = scenario.bers(energy, v, ber_model)
+        extra = {"act_ber": act_ber, "scenario": scenario} if act_ber > 0 else {}
+        points.append((v, weight_ber, point_seed(seed, v), extra))
+    submit_points(executor, checkpoint, fingerprint, test, device, points, kw, finish)
     return read_rows(out)
 
 

@@ -173,6 +173,15 @@ def write_report(df: pd.DataFrame, out: str | Path, *, title: str = DEFAULT_TITL
              readable_table(table).to_html(index=False, border=0),
              "<h2>Pareto frontier (every point no other point beats on both axes)</h2>",
              frontier_table(front).to_html(index=False, border=0)]
+    write_page(out, title, parts, figs, plotly_dir)
+    return front
+
+
+def write_page(out: Path, title: str, parts: list[str], figs: list[go.Figure],
+               plotly_dir: str | Path | None = None) -> None:
+    """One report page: the HTML `parts` (headings, tables), then the figures, loading
+    plotly.js by a relative path (plotly_js_src)."""
+    parts = list(parts)
     for i, fig in enumerate(figs):
         fig.update_layout(template="plotly_white", height=520)
         parts.append(fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"fig{i}"))
@@ -183,4 +192,3 @@ def write_report(df: pd.DataFrame, out: str | Path, *, title: str = DEFAULT_TITL
             "table{border-collapse:collapse}td,th{padding:2px 8px;text-align:right}"
             "</style></head><body>" + "\n".join(parts) + "</body></html>")
     write_text_atomic(out, page)
-    return front

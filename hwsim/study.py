@@ -152,6 +152,12 @@ def run_study(study: Study, progress: bool = True, log=print,
     points and attacks: the report and summary need all methods and are left as they are
     (returns None). Training and evaluation run on `study.device`. `executor`: None runs
     everything here; a hwsim.executor.RayExecutor runs steps 1-4 as Ray tasks first."""
+    if study.accelerators:  # a cross-accelerator study: energy only (hwsim.accelerators)
+        if only:
+            raise ConfigError(f"{study.file}: --only: a cross-accelerator study evaluates "
+                              "nothing per method; run it without --only")
+        from .accelerators import run_cross_study
+        return run_cross_study(study, progress=progress, log=log)
     full, study = study, select_methods(study, only)
     if executor is None:  # with Ray the nodes, not this machine, need the device
         resolve_device(study.device)  # e.g. cuda without a GPU: one error line before any work

@@ -163,6 +163,10 @@ class Study:
     # hwsim.scenario.Scenario: which voltage domains the swept voltage drives, and their
     # protection; every method is swept under each (default: the weight memory, unprotected)
     scenarios: list = field(default_factory=lambda: [Scenario()])
+    # a cross-accelerator study (hwsim.accelerators): arch files the methods' checkpoints are
+    # priced on, accuracy copied from the results CSV `accuracy_from` (never re-evaluated)
+    accelerators: list[str] = field(default_factory=list)
+    accuracy_from: str | None = None
 
     @property
     def out_dir(self) -> Path:
@@ -173,7 +177,7 @@ class Study:
 
 TOP = ["name", "description", "seed", "data", "network", "methods", "training", "arch",
        "ber_model", "voltages", "monte_carlo", "attacks", "bers", "act_bits", "results_dir",
-       "reference", "device", "faults", "scenarios"]
+       "reference", "device", "faults", "scenarios", "accelerators", "accuracy_from"]
 
 
 def _sub(r: _Reader, d: dict, key: str, cls, checks: dict) -> Any:
@@ -291,7 +295,7 @@ def load_study(path: str | Path) -> Study:
         d = yaml.safe_load(file.read_text())
     except yaml.YAMLError as e:
         raise ConfigError(f"{file}: not valid YAML: {e}") from None
-    d = r.mapping(d, "", TOP, required=("name", "network", "methods", "arch"))
+    d = r.mapping(d, "", TOP, required=("name", "network", "methods"))
 
     data = r.mapping(d.get("data", {"name": "digits"}), "data", ["name", "root"])
     data_name = r.choice(data.get("name", "digits"), "data.name", DATASETS)
@@ -349,7 +353,6 @@ def load_study(path: str | Path) -> Study:
     if not isinstance(bers, list):
         r.fail("bers", "must be a list of bit error rates, e.g. [0.001, 0.01]")
     bers = [float(r.number(b, f"bers[{i}]", 1e-15, 0.5)) for i, b in enumerate(bers)]
-    arch = str(d["arch"])
     base = file.parent
 
     def resolve(s):
@@ -357,7 +360,10 @@ def load_study(path: str | Path) -> Study:
         if s is None or Path(s).is_absolute() or Path(s).exists():
             return s
         return os.path.normpath(base / s) if (base / s).exists() else s
-    arch = resolve(arch)
+    accelerators, accuracy_from = _accelerators(r, d, methods, resolve)
+    if "arch" not in d and not accelerators:
+        r.fail("arch", "required key is missing")
+    arch = resolve(str(d["arch"])) if "arch" in d else accelerators[0]
     if not Path(arch).is_file():
         r.fail("arch", f"architecture file {arch!r} does not exist (see arch/ for shipped ones)")
     ber_model = resolve(d.get("ber_model"))
@@ -371,7 +377,50 @@ def load_study(path: str | Path) -> Study:
                  reference=_reference(r, d.get("reference")),
                  device=_device(r, d.get("device", "cpu")),
                  faults=faults_from_yaml(d.get("faults"), r.fail, base),
-                 scenarios=_scenarios(r, d.get("scenarios"), arch))
+                 scenarios=_scenarios(r, d.get("scenarios"), arch),
+                 accelerators=accelerators, accuracy_from=accuracy_from)
+
+
+CROSS_UNUSED = ["arch", "training", "bers", "attacks", "faults", "scenarios"]
+
+
+def _accelerators(r: _Reader, d: dict, methods: list, resolve) -> tuple[list[str], str | None]:
+    """`accelerators: [arch files]` + `accuracy_from: results.csv` (hwsim.accelerators): both
+    or neither; every method then names its `checkpoint`, and the keys of a training/sweep
+    study that would be ignored are refused."""
+    acc, src = d.get("accelerators"), d.get("accuracy_from")
+    if acc is None and src is None:
+        return [], None
+    if acc is None or src is None:
+        r.fail("accelerators" if acc is None else "accuracy_from", "a cross-accelerator study "
+               "needs both accelerators (arch files) and accuracy_from (a results CSV)")
+    if not isinstance(acc, list) or not acc or not all(isinstance(a, str) for a in acc):
+        r.fail("accelerators", f"{acc!r} must be a non-empty list of arch files, e.g. "
+                               "[../arch/eyeriss_sram.yaml, ../arch/tpu_sram.yaml]")
+    for key in CROSS_UNUSED:
+        if key in d:
+            r.fail(key, "not used by a cross-accelerator study (accelerators:): accuracy is "
+                        "copied from accuracy_from, energy priced on each accelerator")
+    files = []
+    for i, a in enumerate(acc):
+        f = resolve(a)
+        if not Path(f).is_file():
+            r.fail(f"accelerators[{i}]", f"architecture file {f!r} does not exist (see arch/ "
+                                         "for shipped ones)")
+        if Path(f).stem in {Path(x).stem for x in files}:
+            r.fail(f"accelerators[{i}]", f"{a!r}: an accelerator named {Path(f).stem!r} is "
+                                         "listed twice (rows are labelled by file name)")
+        files.append(f)
+    if not isinstance(src, str) or not Path(resolve(src)).is_file():
+        r.fail("accuracy_from", f"{src!r}: no such results CSV (a study's results.csv)")
+    for i, m in enumerate(methods):
+        if not m.checkpoint:
+            r.fail(f"methods[{i}].checkpoint", "required in a cross-accelerator study: the "
+                                               "checkpoint whose swept points accuracy_from holds")
+        if not Path(resolve(m.checkpoint)).is_file():
+            r.fail(f"methods[{i}].checkpoint", f"{m.checkpoint!r} does not exist")
+        m.checkpoint = resolve(m.checkpoint)
+    return files, resolve(src)
 
 
 def _scenarios(r: _Reader, v, arch: str) -> list:

@@ -16,7 +16,11 @@ from .sweep import read_rows, voltage_grid
 
 def study_status(study: Study) -> pd.DataFrame:
     """One row per method: training epochs and test accuracy, swept voltages, fixed-BER
-    points and BFA seeds done, each as 'done/wanted'."""
+    points and BFA seeds done, each as 'done/wanted'. A cross-accelerator study:
+    hwsim.accelerators.cross_status."""
+    if study.accelerators:
+        from .accelerators import cross_status
+        return cross_status(study)
     out = study.out_dir
     grid = {round(v, 6) for v in voltage_grid(study.voltages.min, study.voltages.max,
                                               study.voltages.step)}

@@ -22,7 +22,8 @@ from hwsim.models.networks import input_shape
 from .ber import BerModel, check_voltage
 from .files import file_lock, update_json, write_text_atomic
 from .energy import NetworkEnergy, network_energy
-from .scenario import ACTIVATIONS, Scenario, activation_estimate
+from .domains import warn_arch
+from .scenario import Scenario, activation_estimate
 from .workload import extract_layers
 
 COLUMNS = ["checkpoint", "checkpoint_sha256", "label", "method", "quantizer", "bits", "bfn_rate", "voltage", "ber",
@@ -48,11 +49,16 @@ def model_energy(arch: str, model, weight_bits: int, act_bits: int = 8,
                  progress: bool = True) -> NetworkEnergy:
     """Nominal-voltage energy per inference of a (quantized) model on an arch file; layers
     quantized to another width than `weight_bits` (mixed precision) keep their own."""
+    return network_energy(arch, model_layers(model, weight_bits, act_bits), progress=progress)
+
+
+def model_layers(model, weight_bits: int, act_bits: int = 8) -> list:
+    """The LayerShapes model_energy prices (layers quantized to another width than
+    `weight_bits` keep their own)."""
     from hwsim.models.quant import layer_widths
     mixed = {n: b for n, b in layer_widths(model).items() if b != weight_bits}
-    layers = extract_layers(model, input_shape(model), weight_bits=weight_bits,
-                            act_bits=act_bits, layer_bits=mixed)
-    return network_energy(arch, layers, progress=progress)
+    return extract_layers(model, input_shape(model), weight_bits=weight_bits,
+                          act_bits=act_bits, layer_bits=mixed)
 
 
 SWEEP_KEYS = ["checkpoint", "label", "voltage", "acc_mean", "energy_uJ"]  # what resume reads
@@ -273,12 +279,10 @@ def sweep(checkpoint: str, arch: str, voltages: list[float], out: str | Path, *,
     test = checkpoint_test_data(config, data, data_root)
     energy = model_energy(arch, model, q["bits"], act_bits, progress=progress)
     scenario.scaled(energy)  # unknown domain names fail before anything is written
+    warn_arch(arch, scenario.domains, ber_model)  # once per process (a study's sweeps too)
     update_sidecar(out, label, energy)
     if executor is not None:  # one Ray task per point (hwsim/remote.py)
         from .remote import submit_sweep
-        if scenario.holds(energy, ACTIVATIONS):
-            raise ConfigError("activation domains are not evaluated as Ray tasks yet; run "
-                              "this sweep without --ray")
         return submit_sweep(executor, out, config, label, energy, todo, test, device,
                             ber_model, dict(max_realizations=realizations, ci_target=ci_target,
                                             protection=scenario.protection),

@@ -1,6 +1,8 @@
 """Per-layer weight-memory voltages (issue 22, item 4): each layer's weights sit in their own
-bank at their own voltage V_l; the weight-domain energy is sum_l E_l (V_l / V_nom)^2 with E_l
-the layer's nominal weight-memory energy (NetworkEnergy.layers[i].weight_memory_uJ).
+bank at their own voltage V_l; the weight-domain energy is sum_l sum_d E_dl g_d(V_l) with E_dl
+the layer's nominal energy in weight-holding domain d and g_d = hwsim.domains.Domain.factor,
+the one energy law (dynamic (V/Vn)^2 plus the domain's leakage share; with no leakage share
+it is sum_l E_l (V_l / V_nom)^2). LayerEnergies holds E_dl and the domains.
 
 `optimize` finds an assignment with accuracy >= clean - max_drop:
   1. sensitivity: accuracy with only layer l faulty at BER eps(V), V descending over the grid,
@@ -44,6 +46,8 @@ from hwsim.models.evaluate import StoredWeights, accuracy, on_model_device
 from hwsim.models.quant import quant_layers
 
 from .ber import V_NOMINAL, BerModel, check_voltage
+from .domain_energy import domain_layer_energy, domains_of
+from .domains import Domain, warn_arch
 from .energy import NetworkEnergy
 from .files import read_yaml, write_text_atomic
 from .sweep import (file_sha256, load_quantized, model_energy, point_seed, checkpoint_test_data,
@@ -66,22 +70,68 @@ def parse_grid(text: str) -> list[float]:
     return voltage_grid(lo, hi, step)
 
 
+@dataclass(frozen=True)
+class LayerEnergies:
+    """Nominal energy (uJ/inference) of each layer's weights in each weight-holding voltage
+    domain (`per_domain[i]` = {layer: uJ} of `domains[i]`), priced by the domains' own law
+    (Domain.factor), so a leakage share changes sweeps, pricing and this search alike."""
+    domains: tuple
+    per_domain: tuple
+
+    @classmethod
+    def of(cls, energies, v_nominal: float) -> "LayerEnergies":
+        """`energies` as is, or {layer: uJ} as one leakage-free domain at v_nominal."""
+        if isinstance(energies, cls):
+            return energies
+        return cls((Domain("weights", ("weights",), ("weight",), float(v_nominal)),),
+                   (dict(energies),))
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.per_domain[0])
+
+    def nominal(self) -> dict[str, float]:
+        """{layer: nominal energy summed over the domains}."""
+        return {n: sum(e[n] for e in self.per_domain) for n in self.names}
+
+    def layer(self, name: str, voltage: float) -> float:
+        """Energy of layer `name`'s weights with its bank at `voltage`."""
+        return sum(e[name] * d.factor(voltage) for d, e in zip(self.domains, self.per_domain))
+
+    def total(self, volts: dict[str, float]) -> float:
+        """The weight-domain energy of the assignment {layer: V}."""
+        return sum(self.layer(n, volts[n]) for n in self.names)
+
+
+def layer_energies(energy: NetworkEnergy, names: list[str]) -> LayerEnergies:
+    """LayerEnergies of the weight-holding domains of `energy` (hwsim.domain_energy); a
+    module called several times (energy names 'x#2', 'x#3') sums its calls."""
+    doms = tuple(d for d in domains_of(energy) if "weight" in d.holds)
+    if not doms:
+        raise ConfigError(f"arch file {energy.arch_file!r}: no voltage domain holds weights; "
+                          "per-layer weight voltages need one (hwsim.domains)")
+    per = []
+    for d in doms:
+        out = {n: 0.0 for n in names}
+        for layer, e in zip(energy.layers, domain_layer_energy(energy, d)):
+            base = layer.name.split("#")[0]
+            if base not in out:
+                raise ConfigError(f"energy layer {layer.name!r} is not a quantized layer of "
+                                  f"the model; layers: {', '.join(names)}")
+            out[base] += e
+        per.append(out)
+    return LayerEnergies(doms, tuple(per))
+
+
 def layer_weight_energies(energy: NetworkEnergy, names: list[str]) -> dict[str, float]:
-    """{layer: nominal weight-memory energy (uJ/inference)}; a module called several times
-    (energy names 'x#2', 'x#3') sums its calls."""
-    out = {n: 0.0 for n in names}
-    for layer in energy.layers:
-        base = layer.name.split("#")[0]
-        if base not in out:
-            raise ConfigError(f"energy layer {layer.name!r} is not a quantized layer of the "
-                              f"model; layers: {', '.join(names)}")
-        out[base] += layer.weight_memory_uJ
-    return out
+    """{layer: nominal weight-memory energy (uJ/inference)} (LayerEnergies.nominal)."""
+    return layer_energies(energy, names).nominal()
 
 
-def domain_energy(volts: dict[str, float], energies: dict[str, float], v_nominal: float) -> float:
-    """sum_l E_l (V_l / V_nom)^2: the weight-domain energy of an assignment (uJ)."""
-    return sum(energies[n] * (volts[n] / v_nominal) ** 2 for n in energies)
+def domain_energy(volts: dict[str, float], energies, v_nominal: float) -> float:
+    """The weight-domain energy of an assignment (uJ): LayerEnergies.total, `energies` a
+    LayerEnergies or {layer: nominal uJ} (one leakage-free domain at v_nominal)."""
+    return LayerEnergies.of(energies, v_nominal).total(volts)
 
 
 def assignment_seed(seed: int, volts: dict[str, float]) -> int:
@@ -164,7 +214,9 @@ def monotone(drops: dict[float, float]) -> dict[float, float]:
 
 def greedy(sens: dict[str, dict[float, float]], energies: dict[str, float], v_nominal: float,
            budget: float) -> dict[str, float]:
-    """The greedy search (module docstring, step 2) within a predicted-drop `budget`."""
+    """The greedy search (module docstring, step 2) within a predicted-drop `budget`;
+    `energies`: LayerEnergies or {layer: nominal uJ}."""
+    law = LayerEnergies.of(energies, v_nominal)
     curves = {n: monotone(d) for n, d in sens.items()}
     volts = {n: max(c) for n, c in curves.items()}
     total = sum(curves[n][volts[n]] for n in curves)
@@ -177,7 +229,7 @@ def greedy(sens: dict[str, dict[float, float]], energies: dict[str, float], v_no
             for v in c:
                 if v >= volts[n] or total - here + c[v] > budget:
                     continue
-                de = energies[n] * (volts[n] ** 2 - v ** 2) / v_nominal ** 2
+                de = law.layer(n, volts[n]) - law.layer(n, v)
                 score = (de / max(c[v] - here, 1e-9), de)
                 if best is None or score > best[0]:
                     best = (score, n, v)
@@ -252,6 +304,7 @@ def optimize(ev: Evaluator, energies: dict[str, float], v_nominal: float, grid: 
     """Steps 1-4 of the module docstring; max_drop is a fraction (0.01 = 1 point)."""
     if not max_drop > 0:
         raise ConfigError(f"max-drop {max_drop * 100!r} points: must be > 0")
+    energies = LayerEnergies.of(energies, v_nominal)
     sens = sensitivity(ev, grid, max_drop, sens_realizations, seed, log)
     uniform = best_uniform(ev, grid, energies, v_nominal, max_drop, seed, realizations,
                            ci_target)
@@ -312,10 +365,12 @@ def optimize_voltages(checkpoint: str, arch: str, max_drop_points: float, grid: 
     vn = energy.v_nominal
     for v in grid:
         check_voltage(v, "--grid voltage", vn)
+    warn_arch(arch, (), ber_model)  # once per run (hwsim.domains)
     ev = Evaluator(model, test, ber_model, estimate=estimate)
-    energies = layer_weight_energies(energy, ev.layers)
+    law = layer_energies(energy, ev.layers)
+    energies = law.nominal()
     log = (lambda s: print(s, file=sys.stderr)) if progress else None
-    res = optimize(ev, energies, vn, grid, max_drop_points / 100, seed=seed,
+    res = optimize(ev, law, vn, grid, max_drop_points / 100, seed=seed,
                    realizations=realizations, sens_realizations=sens_realizations,
                    ci_target=ci_target, log=log)
     doc = {
@@ -327,7 +382,7 @@ def optimize_voltages(checkpoint: str, arch: str, max_drop_points: float, grid: 
         "result_from": res.source,
         "layers": {n: {"voltage": res.chosen.volts[n], "ber": ber_model.ber(res.chosen.volts[n]),
                        "energy_nominal_uJ": energies[n],
-                       "energy_uJ": energies[n] * (res.chosen.volts[n] / vn) ** 2}
+                       "energy_uJ": law.layer(n, res.chosen.volts[n])}
                    for n in ev.layers},
         "energy_weight_domain_uJ": res.chosen.energy_uJ,
         "energy_weight_domain_nominal_uJ": sum(energies.values()),

@@ -140,14 +140,17 @@ class LSQQuantizer(Quantizer):
 
 
 class _WcatQuant(torch.autograd.Function):
-    """Forward: eqs. (3)-(4). Backward: weights straight through everywhere (Sec. 3.3);
-    the range gets eq. (5) (-1 below -a, 0 inside, +1 above) summed over the layer and
-    scaled by 1/sqrt(N_l) (Sec. 3.2)."""
+    """Forward: eqs. (3)-(4). Backward: the range gets eq. (5) (-1 below -a, 0 inside, +1
+    above) summed over the layer, scaled by 1/sqrt(N_l) (Sec. 3.2; `inv_sqrt` False: by 1).
+    The weights get dQ/dw by `estimator` (see WCATQuantizer.ESTIMATORS): 'ste' passes the
+    gradient straight through everywhere (Sec. 3.3), 'pwl' zeroes it for clipped weights,
+    'mad' scales it by a/|w| there."""
 
     @staticmethod
-    def forward(ctx, w, a, q):
+    def forward(ctx, w, a, q, inv_sqrt=True, estimator="ste"):
         a = a.clamp_min(1e-12)
         ctx.save_for_backward(w, a)
+        ctx.inv_sqrt, ctx.estimator = inv_sqrt, estimator
         scale = a / q
         return torch.round(torch.maximum(torch.minimum(w, a), -a) / scale) * scale
 
@@ -155,8 +158,14 @@ class _WcatQuant(torch.autograd.Function):
     def backward(ctx, grad):
         w, a = ctx.saved_tensors
         side = (w > a).to(grad.dtype) - (w < -a).to(grad.dtype)
-        grad_a = (grad * side).sum() / math.sqrt(w.numel())
-        return grad, grad_a.reshape(a.shape), None
+        grad_a = (grad * side).sum()
+        if ctx.inv_sqrt:
+            grad_a = grad_a / math.sqrt(w.numel())
+        if ctx.estimator == "pwl":
+            grad = grad * (side == 0).to(grad.dtype)
+        elif ctx.estimator == "mad":  # a / max(|w|, a): exactly 1 inside, a/|w| outside
+            grad = grad * (a / torch.maximum(w.abs(), a)).to(grad.dtype)
+        return grad, grad_a.reshape(a.shape), None, None, None
 
 
 def expected_flip_moments(bits: int, p: float) -> tuple[np.ndarray, np.ndarray]:
@@ -205,19 +214,46 @@ def best_range(w: torch.Tensor, bits: int, p: float = 0.0, grid: int = 200) -> f
 
 @QUANTIZERS.register("wcat")
 class WCATQuantizer(Quantizer):
-    """Learned per-layer range a_l with STE weights, eq. (5) range gradient scaled by
-    1/sqrt(N_l), and an L2 penalty (lambda/2) a_l^2. init: 'max' | 'mse' | 'ber_mse'."""
+    """Learned per-layer range a_l with an L2 penalty (lambda/2) a_l^2 (its gradient lambda*a_l:
+    weight decay lambda on the range, the paper's lambda; `weight_decay_a`).
+
+    Options (the paper's ablations; defaults are the WCAT of Sec. 3 and of every checkpoint
+    written before they existed):
+    - init: 'max' (max|W_l|), 'mse' (clean MSE-optimal range, eq. 9: best_range with p = 0),
+      'ber_mse' (expected MSE under bit errors at `init_ber`, eq. 10 / Alg. 1; Table 2).
+    - grad_scale: scale of the eq. (5) range gradient, 'inv_sqrt_n' (1/sqrt(N_l), Sec. 3.2)
+      or 1 (unscaled; Table 1's other column).
+    - estimator: weight gradient dQ/dw (Sec. 4.6 / Fig. 6), as defined by Sakr et al. 2022,
+      "Optimal Clipping and Magnitude-aware Differentiation for Improved Quantization-aware
+      Training" (ICML, arXiv:2206.06501), Sec. 4.1-4.2 and Fig. 3, with clipping scalar s = a:
+      'ste' = 1 everywhere (clipped weights too: WCAT's Sec. 3.3 choice), 'pwl' = 1 on
+      [-a, a] and 0 outside, 'mad' = 1 on [-a, a] and a/|w| outside (Prop. 4.3: clipping is
+      the attenuation alpha*w with alpha = a/|w|, differentiated with alpha held constant).
+      The range gradient is eq. (5) for all three (d(alpha*w)/da = sign(w) for clipped w)."""
 
     INITS = ("max", "mse", "ber_mse")
+    GRAD_SCALES = ("inv_sqrt_n", "1")
+    ESTIMATORS = ("ste", "pwl", "mad")
+    # options added after checkpoints existed, with the value those checkpoints trained with:
+    # a recipe that states one of these drops it (canonical_params), so it reads as before
+    LATER_DEFAULTS = {"grad_scale": "inv_sqrt_n", "estimator": "ste"}
 
     def __init__(self, bits: int = 4, weight_decay_a: float = 0.01, init: str = "max",
-                 init_ber: float = 0.01):
+                 init_ber: float = 0.01, grad_scale="inv_sqrt_n", estimator: str = "ste"):
         super().__init__(bits)
         if init not in self.INITS:
             raise ConfigError(f"wcat init={init!r}; valid: {', '.join(self.INITS)}")
-        if weight_decay_a < 0:
-            raise ConfigError(f"wcat weight_decay_a={weight_decay_a!r}: must be >= 0")
+        if not isinstance(weight_decay_a, (int, float)) or isinstance(weight_decay_a, bool) \
+                or not weight_decay_a >= 0:
+            raise ConfigError(f"wcat weight_decay_a={weight_decay_a!r}: must be a number >= 0")
+        gs = _grad_scale_name(grad_scale)
+        if gs not in self.GRAD_SCALES:
+            raise ConfigError(f"wcat grad_scale={grad_scale!r}; valid: 1, inv_sqrt_n")
+        if estimator not in self.ESTIMATORS:
+            raise ConfigError(f"wcat estimator={estimator!r}; valid: "
+                              f"{', '.join(self.ESTIMATORS)}")
         self.lam, self.init, self.init_ber = float(weight_decay_a), init, float(init_ber)
+        self.grad_scale, self.estimator = gs, estimator
         self.a = nn.Parameter(torch.tensor(1.0))
 
     def init_from(self, w):
@@ -232,13 +268,37 @@ class WCATQuantizer(Quantizer):
         return self.a
 
     def fake_quant(self, w):
-        return _WcatQuant.apply(w, self.a, self.q)
+        return _WcatQuant.apply(w, self.a, self.q, self.grad_scale == "inv_sqrt_n",
+                                self.estimator)
 
     def penalty(self):
         return 0.5 * self.lam * self.a ** 2
 
     def extra_repr(self):
-        return f"bits={self.bits}, lambda={self.lam}, init={self.init}"
+        return (f"bits={self.bits}, lambda={self.lam}, init={self.init}, "
+                f"grad_scale={self.grad_scale}, estimator={self.estimator}")
+
+
+def _grad_scale_name(v) -> str | None:
+    """'inv_sqrt_n' or '1' for the accepted spellings (1, 1.0, '1', 'inv_sqrt_n')."""
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, (int, float)) and v == 1 or v == "1":
+        return "1"
+    return v if isinstance(v, str) else None
+
+
+def canonical_params(name: str | None, params: dict | None) -> dict:
+    """A quantizer's params as recorded in recipes: options added after checkpoints existed
+    (the class's LATER_DEFAULTS) are dropped when they hold that default, so a recipe that
+    states e.g. estimator: ste equals one written before the option existed."""
+    params = dict(params or {})
+    cls = QUANTIZERS.get(name) if name in QUANTIZERS else None
+    for key, default in getattr(cls, "LATER_DEFAULTS", {}).items():
+        if key in params and (params[key] == default or (
+                key == "grad_scale" and _grad_scale_name(params[key]) == default)):
+            del params[key]
+    return params
 
 
 def create_quantizer(name: str, bits: int = 4, **params) -> Quantizer:

@@ -19,7 +19,7 @@ from .device import cpu_state, resolve_device
 from .errors import ConfigError
 from .evaluate import accuracy, use_channels_last
 from .networks import NETWORKS
-from .quant import QUANTIZERS, post_step, quant_penalty
+from .quant import QUANTIZERS, canonical_params, post_step, quant_penalty
 from .usercode import is_spec, model_entry, parse_spec
 
 
@@ -51,6 +51,8 @@ class TrainConfig:
             del d["layer_bits"]
         if not d["act_bfn_rate"]:  # likewise: recipes without activation noise read as before
             del d["act_bfn_rate"]
+        # and quantizer options added later (e.g. wcat estimator: ste) when at their default
+        d["quantizer_params"] = canonical_params(self.quantizer, d["quantizer_params"])
         return d
 
     def validate(self) -> None:
@@ -82,7 +84,7 @@ class TrainConfig:
         q = None
         if self.quantizer:
             q = {"name": self.quantizer, "bits": self.bits, "bfn_rate": self.bfn_rate,
-                 "params": dict(self.quantizer_params)}
+                 "params": canonical_params(self.quantizer, self.quantizer_params)}
             if self.layer_bits:
                 q["layer_bits"] = dict(self.layer_bits)
             if self.act_bfn_rate:

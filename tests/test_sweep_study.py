@@ -217,6 +217,11 @@ def test_every_shipped_study_is_listed_in_the_studies_readme():
 @pytest.mark.parametrize("name", SHIPPED)
 def test_every_shipped_study_parses(name):
     s = load_study(ROOT / "studies" / f"{name}.yaml")
+    if s.accelerators:  # issue 19: another study's checkpoints and points on every accelerator
+        assert s.name == name and len(s.accelerators) >= 4 and all(
+            Path(a).is_file() for a in s.accelerators) and Path(s.accuracy_from).is_file()
+        assert all((ROOT / m.checkpoint).is_file() for m in s.methods)
+        return
     if s.faults is not None and s.faults.model == "persistent":  # chips on another study's
         # checkpoints (issue 18): e.g. digits_chips, digits_chips_stuck, resnet20_chips
         assert s.faults.model == "persistent" and all((ROOT / m.checkpoint).is_file()
@@ -231,6 +236,9 @@ def test_every_shipped_study_parses(name):
         assert Path(s.arch).name == "eyeriss_sram_domains.yaml"
         return
     assert s.name == name and Path(s.arch).is_file() and s.bers == [0.001, 0.01]
+    if name.endswith("_ablation"):  # issue 21: WCAT+BFN options only (tests/test_wcat_options)
+        assert {m.quantizer for m in s.methods} == {"wcat"} and all(m.bfn for m in s.methods)
+        return
     if name.startswith("resnet") and name != "resnet20_cifar10":  # Fig. 7: two methods, no BFA
         assert s.network == name.split("_")[0] and [m.name for m in s.methods] == \
             ["normal", "wcat+bfn"] and s.attacks.bfa_seeds == 0

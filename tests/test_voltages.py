@@ -148,3 +148,46 @@ def test_optimize_voltages_end_to_end_verified(trained, digits, tmp_path, capsys
     indep = evaluate_under_bit_errors(model, digits[1], bers, realizations=40, seed=99)
     assert abs(indep.mean - acc["mean"]) <= 2 * (indep.ci95 + acc["ci95"]) + 1e-9
     assert indep.mean >= acc["clean"] - 0.01 - 2 * indep.ci95
+
+
+def test_per_layer_energy_uses_the_domain_law_with_leakage():
+    """voltages.py prices an assignment with the domains' own law (Domain.factor): with a
+    leakage share it equals hwsim.domain_energy.price of the same per-layer voltages, and a
+    uniform assignment equals the uniform price, for two weight domains with different laws."""
+    from hwsim.domain_energy import price
+    from hwsim.domains import Domain
+    from hwsim.energy import LayerResult, NetworkEnergy
+    from hwsim.voltages import LayerEnergies, layer_energies
+    from hwsim.workload import LayerShape
+
+    shape = LayerShape("l", "conv", 4, 4, (3, 3), (4, 4), (4, 4), weight_bits=8)
+    doms = (Domain("weights", ("WM",), ("weight",), leakage_share=0.4),
+            Domain("pe", ("PE",), ("weight",), v_nominal=0.9),
+            Domain("acts", ("ACT",), ("input", "output"), leakage_share=0.5))
+    ne = NetworkEnergy(arch_file="x.yaml", arch_sha256="0" * 64, weight_memory=("WM", "PE"),
+                       v_nominal=0.8, domains=doms)
+    for name, (wm, pe) in (("a", (30.0, 5.0)), ("b", (10.0, 2.0)), ("a#2", (4.0, 1.0))):
+        ne.layers.append(LayerResult(name, shape, {"WM": wm, "PE": pe, "ACT": 7.0, "MAC": 9.0},
+                                     wm + pe + 16.0, wm + pe, shape.macs, cached=True))
+    law = layer_energies(ne, ["a", "b"])
+    assert [d.name for d in law.domains] == ["weights", "pe"]
+    assert law.nominal() == {"a": 40.0, "b": 12.0}  # 'a#2' is another call of layer a
+    volts = {"a": 0.5, "b": 0.6}
+    got = domain_energy(volts, law, 0.8)
+    want = price(ne, {"weights": {"a": 0.5, "a#2": 0.5, "b": 0.6},
+                      "pe": {"a": 0.5, "a#2": 0.5, "b": 0.6}})
+    assert got == pytest.approx(want["domains"]["weights"]["uJ"] + want["domains"]["pe"]["uJ"],
+                                rel=1e-12)
+    # by hand: weights (0.6 (V/0.8)^2 + 0.4 V/0.8), pe (V/0.9)^2
+    g = lambda v: 0.6 * (v / 0.8) ** 2 + 0.4 * v / 0.8
+    assert got == pytest.approx(34 * g(0.5) + 10 * g(0.6) + 6 * (0.5 / 0.9) ** 2
+                                + 2 * (0.6 / 0.9) ** 2, rel=1e-12)
+    uni = price(ne, {"weights": 0.55, "pe": 0.55})
+    assert domain_energy(dict.fromkeys("ab", 0.55), law, 0.8) == pytest.approx(
+        uni["domains"]["weights"]["uJ"] + uni["domains"]["pe"]["uJ"], rel=1e-12)
+    # the leakage share moves the search too: the greedy's saving per move is the domain law's
+    sens = {"a": {0.8: 0.0, 0.5: 0.0}, "b": {0.8: 0.0, 0.5: 0.0}}
+    assert greedy(sens, law, 0.8, 0.0) == {"a": 0.5, "b": 0.5}
+    # a plain {layer: uJ} is one leakage-free domain: exactly sum_l E_l (V_l / V_nom)^2
+    plain = LayerEnergies.of({"a": 3.0, "b": 1.0}, 0.8)
+    assert plain.total({"a": 0.4, "b": 0.8}) == 3.0 * (0.4 / 0.8) ** 2 + 1.0 * (0.8 / 0.8) ** 2

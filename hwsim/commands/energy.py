@@ -145,6 +145,8 @@ def fill_cache(arch: str, progress: bool = True, workers: int = 1) -> list[dict]
             rows.append({"model": net, "weight_bits": bits, "total_uJ": ne.total_uJ,
                          "weight_memory_uJ": ne.weight_memory_uJ,
                          "weight_share": ne.weight_share})
+    from hwsim.energy import fill_access
+    fill_access(arch)  # SECDED's per-access energies, so pricing needs no CACTI later
     return rows
 
 

@@ -45,7 +45,7 @@ def register(sub) -> None:
                         "layers while training (companion of activation faults; default off)")
     p.add_argument("--param", action="append", metavar="KEY=VALUE",
                    help="quantizer hyper-parameter, e.g. c=0.1 (plclip), weight_decay_a=0.01 "
-                        "or init=ber_mse (wcat); repeatable")
+                        "or init=ber_mse, grad_scale=1, estimator=pwl|mad (wcat); repeatable")
     p.add_argument("--epochs", type=number(int, 1),
                    help="default: 15 digits and user data, 200 cifar10")
     p.add_argument("--batch-size", type=number(int, 1),

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Issue 21's ResNet-20 ablations on a lent GPU machine: studies/resnet20_ablation.yaml (the
+# WCAT paper's Table 1 grad scale x lambda grid, Fig. 6 STE / PWL / MAD, Table 2 8-bit range
+# init) with --device cuda, float32 like the committed CPU runs (GPU_AUTOCAST = None). Ten
+# fine-tunings of 10 epochs (~20-26 s/epoch on an H200) plus coarse sweeps and the fixed-BER
+# points: about an hour, so it resumes: run it again (same OUTDIR or not) and every finished
+# checkpoint / point is skipped. --only lists every method so that the report (plotly) waits
+# for a CPU machine: afterwards `hwsim study studies/resnet20_ablation.yaml` there draws it.
+# Energies come from the committed cache arch/cache/energy.json (4- and 8-bit ResNet-20).
+# Needs python3 with torch, numpy, scipy, pandas, pyyaml, tqdm, pillow and the CIFAR-10 copy,
+# carried as runs/gpu/cifar10-jpeg.tar.gz.
+#     LIMIT=SECONDS bash benchmarks/gpu_ablation.sh OUTDIR
+set -u
+cd "$(dirname "$0")/.."
+OUT=${1:-${OUT:-/tmp/gpu_out}}
+LIMIT=${LIMIT:-540}        # the study is stopped by then (seconds from the start); it resumes
+DEV=${DEV:-cuda}
+mkdir -p "$OUT"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 \
+  HWSIM_CACHE="${HWSIM_CACHE:-/tmp/hwsim-cache}"
+T0=$(date +%s)
+command -v nvidia-smi >/dev/null && nvidia-smi -L
+python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
+if [ ! -f ../shared/data/cifar10-jpeg.tar.gz ]; then
+  mkdir -p ../shared/data && cp runs/gpu/cifar10-jpeg.tar.gz ../shared/data/
+fi
+METHODS=$(python3 -c "from hwsim.study_spec import load_study
+print(','.join(m.name for m in load_study('studies/resnet20_ablation.yaml').methods))")
+pack() {  # what comes back, refreshed while the study runs (a cut-off run still returns it)
+  tar czf "$OUT/results.tgz.tmp" --exclude='*.lock' studies/results/resnet20_ablation 2>/dev/null
+  mv -f "$OUT/results.tgz.tmp" "$OUT/results.tgz"
+}
+( timeout "$LIMIT" python3 -c "import sys, hwsim.models.evaluate as e; e.GPU_AUTOCAST = None
+from hwsim.cli import main; sys.exit(main(sys.argv[1:]))" \
+    study studies/resnet20_ablation.yaml --only "$METHODS" --device "$DEV" --no-progress
+  echo "rc=$? at $(( $(date +%s) - T0 )) s"
+) >"$OUT/ablation.log" 2>&1 &
+S=$!
+while kill -0 $S 2>/dev/null; do sleep 20; pack; done
+wait
+pack
+tail -n 40 "$OUT/ablation.log"
+echo "total $(( $(date +%s) - T0 )) s"
