@@ -46,7 +46,7 @@ print('trained')"
     hw sweep --checkpoint $CK --arch arch/eyeriss_sram_domains.yaml --vmin ${lo_hi%:*} \
       --vmax ${lo_hi#*:} --step 0.02 --realizations 6 --ci-target 0.005 --seed 0 \
       --label wcat+bfn+abfn --domains weights,pe_weights,activations --device "$DEV" \
-      --no-progress --out studies/results/resnet20_domains_act/results.csv
+      --no-progress --resume --out studies/results/resnet20_domains_act/results.csv
   done
 ) >"$OUT/a.log" 2>&1 &
 A=$!
