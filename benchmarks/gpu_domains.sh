@@ -17,19 +17,7 @@ set -u
 cd "$(dirname "$0")/.."
 OUT=${1:-${OUT:-/tmp/gpu_out}}
 LIMIT=${LIMIT:-480}        # every step ends by then (seconds from the start)
-DEV=${DEV:-cuda}
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-6}
-mkdir -p "$OUT"
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 \
-  HWSIM_CACHE="${HWSIM_CACHE:-/tmp/hwsim-cache}"
-T0=$(date +%s)
-left() { echo $(( LIMIT - ($(date +%s) - T0) )); }
-hw() {  # hwsim's CLI with float32 inference on the GPU
-  local t; t=$(left); [ "$t" -gt 5 ] || { echo "skipped (time): $*"; return 124; }
-  timeout "$t" python3 -c "import sys, hwsim.models.evaluate as e; e.GPU_AUTOCAST = None
-from hwsim.cli import main; sys.exit(main(sys.argv[1:]))" "$@"
-  local rc=$?; echo "rc=$rc at $(( $(date +%s) - T0 )) s: $*"; return $rc
-}
+source benchmarks/gpu_lib.sh
 pack() {  # what comes back, refreshed while the steps run (a cut-off run still returns it)
   tar czf "$OUT/results.tgz.tmp" --exclude='*.lock' studies/results/resnet20_domains \
     studies/results/resnet20_domains_act studies/results/resnet20_voltages 2>/dev/null
@@ -37,9 +25,6 @@ pack() {  # what comes back, refreshed while the steps run (a cut-off run still 
 }
 command -v nvidia-smi >/dev/null && nvidia-smi -L
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
-if [ ! -f ../shared/data/cifar10-jpeg.tar.gz ]; then
-  mkdir -p ../shared/data && cp runs/gpu/cifar10-jpeg.tar.gz ../shared/data/
-fi
 mkdir -p studies/results/resnet20_voltages
 python3 -c "from hwsim.models.data import load_cifar10; tr, te = load_cifar10('../shared/data/cifar10-jpeg.tar.gz'); print('decoded', len(tr), len(te))"
 echo "decode done at $(( $(date +%s) - T0 )) s"

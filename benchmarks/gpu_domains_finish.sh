@@ -10,28 +10,12 @@ set -u
 cd "$(dirname "$0")/.."
 OUT=${1:-${OUT:-/tmp/gpu_out}}
 LIMIT=${LIMIT:-100}
-DEV=${DEV:-cuda}
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-6}
-mkdir -p "$OUT"
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 \
-  HWSIM_CACHE="${HWSIM_CACHE:-/tmp/hwsim-cache}"
-T0=$(date +%s)
-left() { echo $(( LIMIT - ($(date +%s) - T0) )); }
-F32="import sys, hwsim.models.evaluate as e; e.GPU_AUTOCAST = None"
-hw() {  # hwsim's CLI with float32 inference on the GPU
-  local t; t=$(left); [ "$t" -gt 5 ] || { echo "skipped (time): $*"; return 124; }
-  timeout "$t" python3 -c "$F32
-from hwsim.cli import main; sys.exit(main(sys.argv[1:]))" "$@"
-  local rc=$?; echo "rc=$rc at $(( $(date +%s) - T0 )) s: $*"; return $rc
-}
+source benchmarks/gpu_lib.sh
 pack() {
   tar czf "$OUT/results.tgz.tmp" --exclude='*.lock' studies/results/resnet20_domains \
     studies/results/resnet20_domains_act 2>/dev/null
   mv -f "$OUT/results.tgz.tmp" "$OUT/results.tgz"
 }
-if [ ! -f ../shared/data/cifar10-jpeg.tar.gz ]; then
-  mkdir -p ../shared/data && cp runs/gpu/cifar10-jpeg.tar.gz ../shared/data/
-fi
 STUDY=studies/resnet20_domains_act.yaml
 CK=studies/results/resnet20_domains_act/checkpoints/wcat_bfn_abfn.pt
 (
