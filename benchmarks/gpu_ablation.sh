@@ -14,30 +14,16 @@ set -u
 cd "$(dirname "$0")/.."
 OUT=${1:-${OUT:-/tmp/gpu_out}}
 LIMIT=${LIMIT:-540}        # the study is stopped by then (seconds from the start); it resumes
-DEV=${DEV:-cuda}
-mkdir -p "$OUT"
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 \
-  HWSIM_CACHE="${HWSIM_CACHE:-/tmp/hwsim-cache}"
-T0=$(date +%s)
+source benchmarks/gpu_lib.sh
 command -v nvidia-smi >/dev/null && nvidia-smi -L
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
-if [ ! -f ../shared/data/cifar10-jpeg.tar.gz ]; then
-  mkdir -p ../shared/data && cp runs/gpu/cifar10-jpeg.tar.gz ../shared/data/
-fi
 METHODS=$(python3 -c "from hwsim.study_spec import load_study
 print(','.join(m.name for m in load_study('studies/resnet20_ablation.yaml').methods))")
-pack() {  # what comes back, refreshed while the study runs (a cut-off run still returns it)
-  tar czf "$OUT/results.tgz.tmp" --exclude='*.lock' studies/results/resnet20_ablation 2>/dev/null
-  mv -f "$OUT/results.tgz.tmp" "$OUT/results.tgz"
-}
-( timeout "$LIMIT" python3 -c "import sys, hwsim.models.evaluate as e; e.GPU_AUTOCAST = None
-from hwsim.cli import main; sys.exit(main(sys.argv[1:]))" \
-    study studies/resnet20_ablation.yaml --only "$METHODS" --device "$DEV" --no-progress
-  echo "rc=$? at $(( $(date +%s) - T0 )) s"
+( hw study studies/resnet20_ablation.yaml --only "$METHODS" --device "$DEV" --no-progress
 ) >"$OUT/ablation.log" 2>&1 &
 S=$!
-while kill -0 $S 2>/dev/null; do sleep 20; pack; done
+while kill -0 $S 2>/dev/null; do sleep 20; pack studies/results/resnet20_ablation; done
 wait
-pack
+pack studies/results/resnet20_ablation
 tail -n 40 "$OUT/ablation.log"
 echo "total $(( $(date +%s) - T0 )) s"

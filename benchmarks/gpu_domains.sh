@@ -17,12 +17,10 @@ set -u
 cd "$(dirname "$0")/.."
 OUT=${1:-${OUT:-/tmp/gpu_out}}
 LIMIT=${LIMIT:-480}        # every step ends by then (seconds from the start)
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-6}  # two processes share the machine's cores
 source benchmarks/gpu_lib.sh
-pack() {  # what comes back, refreshed while the steps run (a cut-off run still returns it)
-  tar czf "$OUT/results.tgz.tmp" --exclude='*.lock' studies/results/resnet20_domains \
-    studies/results/resnet20_domains_act studies/results/resnet20_voltages 2>/dev/null
-  mv -f "$OUT/results.tgz.tmp" "$OUT/results.tgz"
-}
+DIRS=(studies/results/resnet20_domains studies/results/resnet20_domains_act
+      studies/results/resnet20_voltages)
 command -v nvidia-smi >/dev/null && nvidia-smi -L
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 mkdir -p studies/results/resnet20_voltages
@@ -42,9 +40,9 @@ A=$!
   done
 ) >"$OUT/b.log" 2>&1 &
 B=$!
-while kill -0 $A 2>/dev/null || kill -0 $B 2>/dev/null; do sleep 20; pack; done
+while kill -0 $A 2>/dev/null || kill -0 $B 2>/dev/null; do sleep 20; pack "${DIRS[@]}"; done
 wait
-pack
+pack "${DIRS[@]}"
 cp studies/results/resnet20_domains_act/checkpoints/*.log "$OUT/" 2>/dev/null
 tail -n 40 "$OUT/a.log" "$OUT/b.log"
 echo "total $(( $(date +%s) - T0 )) s"

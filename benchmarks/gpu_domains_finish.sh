@@ -10,12 +10,9 @@ set -u
 cd "$(dirname "$0")/.."
 OUT=${1:-${OUT:-/tmp/gpu_out}}
 LIMIT=${LIMIT:-100}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-6}  # two processes share the machine's cores
 source benchmarks/gpu_lib.sh
-pack() {
-  tar czf "$OUT/results.tgz.tmp" --exclude='*.lock' studies/results/resnet20_domains \
-    studies/results/resnet20_domains_act 2>/dev/null
-  mv -f "$OUT/results.tgz.tmp" "$OUT/results.tgz"
-}
+DIRS=(studies/results/resnet20_domains studies/results/resnet20_domains_act)
 STUDY=studies/resnet20_domains_act.yaml
 CK=studies/results/resnet20_domains_act/checkpoints/wcat_bfn_abfn.pt
 (
@@ -37,9 +34,9 @@ A=$!
 ( hw study studies/resnet20_domains.yaml --only normal,wcat+bfn --device "$DEV" --no-progress
 ) >"$OUT/b.log" 2>&1 &
 B=$!
-while kill -0 $A 2>/dev/null || kill -0 $B 2>/dev/null; do sleep 8; pack; done
+while kill -0 $A 2>/dev/null || kill -0 $B 2>/dev/null; do sleep 8; pack "${DIRS[@]}"; done
 wait
-pack
+pack "${DIRS[@]}"
 cp $CK.log "$OUT/" 2>/dev/null
 tail -n 30 "$OUT/a.log" "$OUT/b.log"
 echo "total $(( $(date +%s) - T0 )) s"

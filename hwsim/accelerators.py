@@ -20,7 +20,6 @@ accelerator's Pareto set), report.html, summary.md.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -31,7 +30,7 @@ from hwsim.models.errors import ConfigError
 
 from . import sweep as sw
 from .ber import BerModel
-from .files import read_json, write_text_atomic
+from .files import read_json, stale_outputs, write_text_atomic
 from .scenario import ACTIVATIONS, Scenario
 from .study_spec import Method, Study
 
@@ -112,19 +111,28 @@ def _check_same_faults(study: Study, arch: str, ne, side: dict) -> None:
                           f" was priced with {', '.join(map(str, sorted(act)))}-bit activations")
 
 
+def _networks(study: Study) -> dict:
+    """{method: (quantized model, weight bits)}: each checkpoint loaded once."""
+    out = {}
+    for m in study.methods:
+        model, config = sw.load_quantized(m.checkpoint, "a cross-accelerator study needs")
+        out[m.name] = model, config["quantizer"]["bits"]
+    return out
+
+
 def cross_rows(study: Study, progress: bool = True, log=print) -> tuple[pd.DataFrame, dict]:
     """(results rows, {label: NetworkEnergy}) of every method on every accelerator."""
     grid = sw.voltage_grid(study.voltages.min, study.voltages.max, study.voltages.step)
     ber_model = BerModel.load(study.ber_model)
     src = sw.read_rows(Path(study.accuracy_from), SOURCE_NEEDS)
     sources = {m.name: source_rows(study, m, grid, ber_model, src) for m in study.methods}
+    nets = _networks(study)
     rows, energies = [], {}
     for arch in study.accelerators:
         for m in study.methods:
-            model, config = sw.load_quantized(m.checkpoint, "a cross-accelerator study needs")
+            model, bits = nets[m.name]
             t0 = time.perf_counter()
-            ne = sw.model_energy(arch, model, config["quantizer"]["bits"], study.act_bits,
-                                 progress=progress)
+            ne = sw.model_energy(arch, model, bits, study.act_bits, progress=progress)
             mapped = len({layer.shape.key() for layer in ne.layers if not layer.cached})
             if mapped:
                 log(f"== {m.name} on {accelerator_name(arch)}: mapped {mapped} shapes in "
@@ -164,14 +172,12 @@ def run_cross_study(study: Study, progress: bool = True, log=print) -> pd.DataFr
         {k: v.to_dict() for k, v in energies.items()}, indent=1) + "\n")
     df = sw.read_rows(results)  # as every reader sees it (numbers parsed back)
     table = accelerator_table(df, energies, study)
-    digest = hashlib.sha256(REPORT_VERSION.encode() + b"".join(
-        Path(p).read_bytes() for p in (results, sw.energy_sidecar(results), study.file))
-    ).hexdigest()
     stamp = out / ".report-inputs.sha256"
     outputs = [out / n for n in ("frontier.csv", "report.html", "summary.md")] + [
         out.parent / PLOTLY_JS]
-    if not (stamp.is_file() and stamp.read_text().strip() == digest
-            and all(p.exists() for p in outputs)):
+    digest = stale_outputs(stamp, REPORT_VERSION, (results, sw.energy_sidecar(results),
+                                                   study.file), outputs)
+    if digest:
         write_text_atomic(out / "frontier.csv", frontiers(df, study).to_csv(index=False))
         write_cross_report(df, energies, table, study, out / "report.html")
         write_text_atomic(out / "summary.md", summary_md(study, table))
@@ -187,13 +193,13 @@ def cross_status(study: Study) -> pd.DataFrame:
     grid = sw.voltage_grid(study.voltages.min, study.voltages.max, study.voltages.step)
     have = sw.read_rows(study.out_dir / "results.csv")
     out = []
+    shapes_of = {name: {s.key(): s for s in sw.model_layers(model, bits, study.act_bits)}
+                 for name, (model, bits) in _networks(study).items()}
     for arch in study.accelerators:
         info = load_arch(arch, accelforge_loader=False)[1]
         cache = EnergyCache(cache_path_for(arch))
         for m in study.methods:
-            model, config = sw.load_quantized(m.checkpoint, "a cross-accelerator study needs")
-            shapes = {s.key(): s for s in sw.model_layers(
-                model, config["quantizer"]["bits"], study.act_bits)}
+            shapes = shapes_of[m.name]
             hit = sum(cache.get(cache_key(info.sha256, s)) is not None for s in shapes.values())
             n = int((have["label"] == label(m.name, arch)).sum())
             out.append({"accelerator": accelerator_name(arch), "method": m.name,

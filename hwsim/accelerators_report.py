@@ -69,11 +69,11 @@ def fig_cross(df: pd.DataFrame, study: Study, x: str, title: str, xtitle: str,
               scale: float = 1.0, fronts: bool = True) -> go.Figure:
     """Accuracy vs `x` (energy_uJ, or saving_vs_nominal with scale 100): color = accelerator,
     symbol = method; with `fronts`, each accelerator's Pareto frontier as a line."""
-    from .accelerators import label
+    from .accelerators import accelerator_name, label
     colors, symbols = _styles(df, study)
     fig = go.Figure()
     for arch in study.accelerators:
-        a = Path(arch).stem
+        a = accelerator_name(arch)
         for m in study.methods:
             g = df[df["label"] == label(m.name, arch)].sort_values("voltage")
             fig.add_trace(go.Scatter(
@@ -118,8 +118,9 @@ def component_bars(energies: dict, table: pd.DataFrame, study: Study) -> dict:
 
 def frontiers(df: pd.DataFrame, study: Study) -> pd.DataFrame:
     """Each accelerator's Pareto frontier (hwsim.pareto.frontier of its rows), in turn."""
-    return pd.concat([frontier(df[df["arch"] == Path(a).stem]) for a in study.accelerators],
-                     ignore_index=True)
+    from .accelerators import accelerator_name
+    return pd.concat([frontier(df[df["arch"] == accelerator_name(a)])
+                      for a in study.accelerators], ignore_index=True)
 
 
 def write_cross_report(df: pd.DataFrame, energies: dict, table: pd.DataFrame, study: Study,

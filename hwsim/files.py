@@ -101,3 +101,16 @@ def read_yaml(path, what: str, hint: str = ""):
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise ConfigError(f"{what} file {str(p)!r} is not a YAML text file ({first})"
                           + (f"; {hint}" if hint else "")) from None
+
+
+def stale_outputs(stamp: str | os.PathLike, version: str, inputs, outputs) -> str | None:
+    """Derived files (a study's report, summary, frontier) are rewritten only when their
+    inputs changed: returns the content digest of `version` + the `inputs` files when any of
+    `outputs` is missing or `stamp` holds another digest (write it to `stamp` after writing
+    the outputs), else None. Content, not mtimes, which a fresh clone scrambles."""
+    import hashlib
+    digest = hashlib.sha256(version.encode() + b"".join(
+        Path(p).read_bytes() for p in inputs)).hexdigest()
+    stamp = Path(stamp)
+    fresh = stamp.is_file() and stamp.read_text().strip() == digest
+    return None if fresh and all(Path(p).exists() for p in outputs) else digest

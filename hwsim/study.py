@@ -6,7 +6,6 @@ re-run of a finished study only prints its table.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 import re
@@ -24,7 +23,7 @@ from hwsim.models.train import TrainConfig, train
 
 from .ber import BerModel
 from .chips import chips_sidecar, run_study_chips, study_chips_md
-from .files import read_json, update_json, write_text_atomic
+from .files import read_json, stale_outputs, update_json, write_text_atomic
 from .pareto import TABLE_COLUMNS, lowest_energy_within, readable_table
 from .study_spec import Method, Reference, Study
 from .scenario import component_points
@@ -226,15 +225,12 @@ def run_study(study: Study, progress: bool = True, log=print,
     table = summary_table(df, attacks, at_ber)
     outputs = [out / n for n in ("frontier.csv", "report.html", "summary.md")] + [
         out.parent / PLOTLY_JS]  # the report's plotly.js, shared by the studies beside it
-    # content hash of the inputs (not mtimes, which a fresh clone scrambles)
     inputs = [results, study.file, study.arch] + [
         p for p in (out / "attacks.json", out / "at_ber.json", chips_sidecar(results))
         if p.exists()]
-    digest = hashlib.sha256(REPORT_VERSION.encode() + b"".join(
-        Path(p).read_bytes() for p in inputs)).hexdigest()
     stamp = out / ".report-inputs.sha256"
-    fresh = stamp.exists() and stamp.read_text().strip() == digest
-    if not (fresh and all(p.exists() for p in outputs)):
+    digest = stale_outputs(stamp, REPORT_VERSION, inputs, outputs)
+    if digest:
         energy = json.loads(energy_sidecar(results).read_text())
         layers = {k: v["layers"] for k, v in list(energy.items())[:1]}  # same net: one plot
         dataset = "CIFAR-10 (JPEG q75 copy)" if study.data == "cifar10" and \

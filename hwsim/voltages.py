@@ -123,11 +123,6 @@ def layer_energies(energy: NetworkEnergy, names: list[str]) -> LayerEnergies:
     return LayerEnergies(doms, tuple(per))
 
 
-def layer_weight_energies(energy: NetworkEnergy, names: list[str]) -> dict[str, float]:
-    """{layer: nominal weight-memory energy (uJ/inference)} (LayerEnergies.nominal)."""
-    return layer_energies(energy, names).nominal()
-
-
 def domain_energy(volts: dict[str, float], energies, v_nominal: float) -> float:
     """The weight-domain energy of an assignment (uJ): LayerEnergies.total, `energies` a
     LayerEnergies or {layer: nominal uJ} (one leakage-free domain at v_nominal)."""

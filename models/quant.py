@@ -295,8 +295,7 @@ def canonical_params(name: str | None, params: dict | None) -> dict:
     params = dict(params or {})
     cls = QUANTIZERS.get(name) if name in QUANTIZERS else None
     for key, default in getattr(cls, "LATER_DEFAULTS", {}).items():
-        if key in params and (params[key] == default or (
-                key == "grad_scale" and _grad_scale_name(params[key]) == default)):
+        if key in params and params[key] == default:
             del params[key]
     return params
 

@@ -13,7 +13,7 @@ from hwsim.models.evaluate import evaluate_under_bit_errors
 from hwsim.models.quant import quant_layers
 from hwsim.sweep import model_energy, sweep_points
 from hwsim.voltages import (Evaluator, assignment_seed, domain_energy, evaluate_assignment,
-                            greedy, layer_weight_energies, optimize, parse_grid,
+                            greedy, layer_energies, optimize, parse_grid,
                             read_assignment)
 
 ARCH = "arch/eyeriss_sram.yaml"
@@ -78,7 +78,7 @@ def test_uniform_assignment_equals_the_sweep_point(trained, digits):
     assert row["acc_mean"] < row["acc_clean"]  # a point with real bit errors
     assert (est.mean, est.ci95, est.realizations) == (row["acc_mean"], row["acc_ci95"],
                                                       row["realizations"])
-    assert sum(layer_weight_energies(energy, names).values()) * (0.42 / 0.8) ** 2 == \
+    assert sum(layer_energies(energy, names).nominal().values()) * (0.42 / 0.8) ** 2 == \
         pytest.approx(row["energy_weight_mem_uJ"], rel=1e-12)
     assert assignment_seed(3, dict.fromkeys(names, 0.42)) == 3 * 1_000_003 + 420000
 

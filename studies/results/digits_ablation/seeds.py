@@ -18,7 +18,7 @@ from hwsim.models.checkpoint import load_checkpoint
 from hwsim.models.data import load_dataset
 from hwsim.models.estimate import estimate_accuracy
 from hwsim.models.train import train
-from hwsim.study import train_config
+from hwsim.study import checkpoint_path, train_config
 from hwsim.study_spec import load_study
 from hwsim.sweep import point_seed
 
@@ -33,8 +33,7 @@ def main() -> None:
     at_ber = json.loads((HERE / "at_ber.json").read_text())
     rows = []
     for m in study.methods:
-        ck0 = torch.load(HERE / "checkpoints" / f"{m.name.replace('+', '_')}.pt",
-                         weights_only=True)
+        ck0 = torch.load(checkpoint_path(study, m), weights_only=True)
         rows.append({"method": m.name, "seed": 0, "clean": ck0["history"][-1]["test_acc"],
                      **{f"acc_{b:g}": at_ber[m.name][repr(b)]["mean"] for b in study.bers}})
     with tempfile.TemporaryDirectory() as tmp:
