@@ -26,6 +26,7 @@ import io
 import json
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +47,17 @@ FAST_MAPPER = {
 }
 # AccelForge's own defaults (the full search), used for the fast-vs-default comparison.
 DEFAULT_MAPPER: dict = {}
+
+# AccelForge builds its tile-shape objectives with sympy, whose default 1000-entry cache
+# thrashes there: unbounded, ResNet-20 on simba_sram maps in ~2/3 of the time with
+# bit-identical energies (benchmarks/bench_mapping.py). Read by sympy when it is imported,
+# so it is set before AccelForge is (and inherited by the processes AccelForge starts).
+SYMPY_CACHE_SIZE = "none"
+
+
+def use_unbounded_sympy_cache() -> None:
+    """Set $SYMPY_CACHE_SIZE for this process and its children unless the user set it."""
+    os.environ.setdefault("SYMPY_CACHE_SIZE", SYMPY_CACHE_SIZE)
 
 
 @dataclass
@@ -349,6 +361,7 @@ def _evaluate_in_detail(spec, mappings):
 def map_layer(arch_file, layer: LayerShape, *, fast: bool = True,
               mapper: dict | None = None) -> LayerEnergy:
     """Map `layer` onto `arch_file` for minimum energy; energies in pJ per image."""
+    use_unbounded_sympy_cache()
     arch_dict, info = load_arch(arch_file)
     settings = dict(FAST_MAPPER if fast else DEFAULT_MAPPER)
     if mapper:

@@ -150,14 +150,14 @@ def _weight_bits(model: nn.Module) -> tuple[int, dict[str, int]]:
 
 
 def energy(model: nn.Module, arch: str = DEFAULT_ARCH, input_shape=None,
-           weight_bits: int | None = None, act_bits: int = 8, workers: int = 1,
+           weight_bits: int | None = None, act_bits: int = 8, workers: int | None = None,
            progress: bool = False) -> NetworkEnergy:
     """Energy per inference (batch 1) of `model`'s conv/linear layers on an arch file (path
     or shipped name), as `hwsim energy`: .total_uJ, .weight_memory_uJ, .weight_share,
     .layers (per layer, per component). input_shape: (C, H, W), default model.input_shape;
     weight_bits: default each layer's quantizer width (mixed precision: per layer), else 8;
-    given, all layers use it. Layer shapes not in the cache are mapped by AccelForge (~40 s
-    each on 2 cores) and cached."""
+    given, all layers use it. Layer shapes not in the cache are mapped by AccelForge (~30-60 s
+    each on 2 cores), `workers` at once (default: one per core, at most 4), and cached."""
     if input_shape is None:
         input_shape = getattr(model, "input_shape", None)
         if input_shape is None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import pickle
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -240,15 +241,39 @@ def _share_cores(jobs: int) -> None:
     set_n_parallel_jobs(jobs)
 
 
+# Parallel mapping processes chosen by default: one per core, at most this many (each
+# holds ~1.5 GB while mapping ResNet-20 on simba_sram).
+MAX_AUTO_WORKERS = 4
+
+
+def auto_workers(n_shapes: int) -> int:
+    """Mapping processes for `n_shapes` uncached shapes when the caller does not say: one
+    per core, at most MAX_AUTO_WORKERS, never more than there are shapes."""
+    return max(1, min(os.cpu_count() or 1, MAX_AUTO_WORKERS, n_shapes))
+
+
+def _portable(fn) -> bool:
+    """Whether worker processes can receive `fn` (a module-level function; a lambda or a
+    closure standing in for the mapper cannot leave this process)."""
+    try:
+        pickle.dumps(fn)
+    except Exception:
+        return False
+    return True
+
+
 def _map_shapes(arch_file, todo: Sequence[LayerShape], on_done, *, fast: bool = True,
-                workers: int = 1) -> None:
-    """Map every shape of `todo`, in up to `workers` processes at once; calls
-    on_done(layer, LayerEnergy) in this process as each one finishes."""
+                workers: int | None = None) -> None:
+    """Map every shape of `todo`, in up to `workers` processes at once (None: auto_workers);
+    calls on_done(layer, LayerEnergy) in this process as each one finishes."""
+    mapper = backend.map_layer  # resolved here, so that a stand-in reaches the workers too
+    if workers is None:
+        workers = auto_workers(len(todo)) if _portable(mapper) else 1
     if workers == 1 or len(todo) < 2:
         for layer in todo:
             on_done(layer, backend.map_layer(arch_file, layer, fast=fast))
         return
-    mapper = backend.map_layer  # resolved here, so that a stand-in reaches the workers too
+    backend.use_unbounded_sympy_cache()  # before the workers (and their sympy) start
     workers = min(workers, len(todo))
     # AccelForge spreads one mapping over every core (joblib): share the cores out instead
     init = (_share_cores, (max(1, (os.cpu_count() or 1) // workers),)) \
@@ -275,13 +300,14 @@ def _map_shapes(arch_file, todo: Sequence[LayerShape], on_done, *, fast: bool = 
 
 def network_energy(arch_file, layers: Sequence[LayerShape], progress: bool = True, *,
                    fast: bool = True, cache_dir=None, use_cache: bool = True,
-                   workers: int = 1) -> NetworkEnergy:
+                   workers: int | None = None) -> NetworkEnergy:
     """Energy per image of `layers` on `arch_file` (uJ), mapping each distinct shape once;
-    shapes missing from the cache are mapped in `workers` parallel processes."""
+    shapes missing from the cache are mapped in `workers` parallel processes (None: one
+    per core, at most MAX_AUTO_WORKERS; 1: in this process)."""
     if not layers:
         raise ConfigError("network_energy: no layers given")
-    if not (isinstance(workers, int) and workers >= 1):
-        raise ConfigError(f"workers {workers!r}: must be an integer >= 1")
+    if workers is not None and not (isinstance(workers, int) and workers >= 1):
+        raise ConfigError(f"workers {workers!r}: must be an integer >= 1 (or None: auto)")
     _, info = backend.load_arch(arch_file, accelforge_loader=False)  # ConfigError up front
     cache = EnergyCache(cache_path_for(arch_file, cache_dir)) if use_cache else None
 

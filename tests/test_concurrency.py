@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+import hwsim.energy as energy_mod
 import hwsim.sweep as sw
 from hwsim import accelforge_backend as backend
 from hwsim.cli import main
@@ -165,7 +166,7 @@ def test_parallel_mapping_matches_serial_and_fills_the_cache(fake_mapper, tmp_pa
                                                             monkeypatch):
     layers = _shapes("a", "b", "c", "d")
     layers.append(layers[0])  # a repeated shape is mapped once
-    serial = network_energy(ARCH, layers, progress=False, cache_dir=tmp_path / "s")
+    serial = network_energy(ARCH, layers, progress=False, cache_dir=tmp_path / "s", workers=1)
     assert {p.read_text() for p in fake_mapper.iterdir()} == {str(os.getpid())}
     for p in fake_mapper.iterdir():
         p.unlink()
@@ -195,9 +196,62 @@ def test_a_failing_shape_is_one_error_and_the_others_stay_cached(fake_mapper, tm
 
 
 def test_cli_workers_must_be_positive(capsys):
-    assert main(["energy", "--model", "mlp", "--workers", "0"]) == 2
+    with pytest.raises(SystemExit) as e:
+        main(["energy", "--model", "mlp", "--workers", "0"])
+    assert e.value.code == 2
     err = capsys.readouterr().err
-    assert "--workers 0: must be >= 1" in err and "Traceback" not in err
+    assert "--workers: '0' is not an integer >= 1" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("cores, shapes, expect", [(2, 7, 2), (16, 7, 4), (16, 3, 3),
+                                                   (1, 7, 1), (None, 7, 1), (8, 0, 1)])
+def test_auto_workers_one_per_core_capped(monkeypatch, cores, shapes, expect):
+    monkeypatch.setattr(os, "cpu_count", lambda: cores)
+    assert energy_mod.auto_workers(shapes) == expect
+
+
+def test_default_workers_map_in_parallel(fake_mapper, tmp_path, monkeypatch):
+    """No `workers` given: a pool of one process per core (two here) maps the shapes.
+    (The pool's pids are not checked here: processes forked by an earlier test's server
+    still see that test's $HWSIM_TEST_PIDS.)"""
+    pools = []
+    real = energy_mod.ProcessPoolExecutor
+
+    def spy(workers, *a, **k):
+        pools.append(workers)
+        return real(workers, *a, **k)
+    monkeypatch.setattr(energy_mod, "ProcessPoolExecutor", spy)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    shapes = _shapes("a", "b", "c")
+    ne = network_energy(ARCH, shapes, progress=False, cache_dir=tmp_path)
+    assert pools == [2]
+    assert ne.total_uJ == pytest.approx(1.1e-6 * sum(s.macs for s in shapes))
+    assert not any(lr.cached for lr in ne.layers)
+
+
+def test_a_stand_in_that_cannot_leave_the_process_maps_serially(monkeypatch, tmp_path):
+    """A lambda or closure standing in for the mapper is used in-process, not pickled."""
+    seen = []
+
+    def local(arch_file, layer, *, fast=True, mapper=None):
+        seen.append(os.getpid())
+        e = float(layer.macs)
+        return backend.LayerEnergy(layer=layer.name, key=layer.key(),
+                                   components_pJ={"WeightSRAM": e}, total_pJ=e,
+                                   weight_memory_pJ=e, macs=layer.macs)
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(backend, "map_layer", local)
+    ne = network_energy(ARCH, _shapes("a", "b"), progress=False, cache_dir=tmp_path)
+    assert seen == [os.getpid()] * 2 and ne.weight_memory_uJ == ne.total_uJ
+
+
+def test_mapping_sets_an_unbounded_sympy_cache_unless_the_user_chose(monkeypatch):
+    monkeypatch.delenv("SYMPY_CACHE_SIZE", raising=False)
+    backend.use_unbounded_sympy_cache()
+    assert os.environ["SYMPY_CACHE_SIZE"] == "none"
+    monkeypatch.setenv("SYMPY_CACHE_SIZE", "5000")
+    backend.use_unbounded_sympy_cache()
+    assert os.environ["SYMPY_CACHE_SIZE"] == "5000"
 
 
 @pytest.mark.slow
@@ -207,7 +261,7 @@ def test_live_parallel_mapping_equals_serial(tmp_path):
                          output=(4, 4), input=(4, 4), stride=(1, 1), padding=(1, 1))
               for m in (4, 8)]
     par = network_energy(ARCH, shapes, progress=False, cache_dir=tmp_path / "p", workers=2)
-    ser = network_energy(ARCH, shapes, progress=False, cache_dir=tmp_path / "s")
+    ser = network_energy(ARCH, shapes, progress=False, cache_dir=tmp_path / "s", workers=1)
     for a, b in zip(par.layers, ser.layers):
         assert not a.cached and a.components_uJ == pytest.approx(b.components_uJ, rel=1e-9)
     assert len(json.loads((tmp_path / "p" / "energy.json").read_text())["entries"]) == 2

@@ -5,7 +5,8 @@
     hwsim energy --arch arch/eyeriss_sram_domains.yaml --model resnet20 \
                  --domain weights=0.5 --domain activations=0.6 [--protection secded]
     hwsim energy --fill-cache [--arch arch/eyeriss_sram.yaml]   # regenerate arch/cache
-    --workers N maps up to N uncached layer shapes at once, in separate processes.
+    --workers N maps up to N uncached layer shapes at once, in separate processes
+    (default: one per core, at most 4; 1 maps in this process).
 """
 from __future__ import annotations
 
@@ -63,10 +64,10 @@ def register(sub) -> None:
     p.add_argument("--fill-cache", action="store_true",
                    help="map the shipped networks (" + ", ".join(SHIPPED_NETWORKS) +
                         ") at 4 and 8 weight bits onto --arch, filling its cache")
-    p.add_argument("--workers", type=int, default=1,
+    p.add_argument("--workers", type=number(int, 1), default=None, metavar="N",
                    help="map up to N uncached layer shapes at once, in N processes that "
-                        "share the CPU cores (default 1: one shape at a time, AccelForge "
-                        "spreading it over all cores)")
+                        "share the CPU cores (default: one per core, at most 4; 1: one "
+                        "shape at a time, AccelForge spreading it over all cores)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
@@ -119,7 +120,7 @@ def resolve_model(spec: str, weight_bits: int | None, input_shape=None, num_clas
 
 
 def compute(arch: str, model_spec: str, weight_bits: int | None, act_bits: int,
-            progress: bool = True, workers: int = 1, input_shape=None, num_classes: int = 10):
+            progress: bool = True, workers: int | None = None, input_shape=None, num_classes: int = 10):
     from hwsim.energy import network_energy
     from hwsim.workload import extract_layers
 
@@ -137,7 +138,7 @@ def compute(arch: str, model_spec: str, weight_bits: int | None, act_bits: int,
     return name, bits, network_energy(arch, layers, progress=progress, workers=workers)
 
 
-def fill_cache(arch: str, progress: bool = True, workers: int = 1) -> list[dict]:
+def fill_cache(arch: str, progress: bool = True, workers: int | None = None) -> list[dict]:
     rows = []
     for net in SHIPPED_NETWORKS:
         for bits in SHIPPED_BITS:
@@ -153,8 +154,6 @@ def fill_cache(arch: str, progress: bool = True, workers: int = 1) -> list[dict]
 def run(args) -> int:
     progress = not (args.json or args.no_progress) and sys.stderr.isatty()
     args.arch = resolve_arch(args.arch)
-    if args.workers < 1:
-        raise ConfigError(f"--workers {args.workers}: must be >= 1")
     if args.fill_cache:
         rows = fill_cache(args.arch, progress, args.workers)
         if args.json:
