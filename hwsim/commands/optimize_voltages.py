@@ -30,7 +30,9 @@ def register(sub) -> None:
                    help="Monte Carlo realizations to verify an assignment and for the uniform "
                         "baseline (default 50, as `hwsim sweep`)")
     p.add_argument("--sens-realizations", type=number(int, 2), default=10,
-                   help="realizations per per-layer sensitivity point (default 10)")
+                   help="realizations per per-layer sensitivity point (default 10; where "
+                        "a layer sees <= 6 expected flips the stratified estimator's pilot "
+                        "takes 2 per stratum, up to 26, whatever this says)")
     p.add_argument("--ci-target", type=number(float, 0, lo_open=True), default=None,
                    help="stop a verification once its 95%% CI half-width is below this "
                         "fraction (default: all realizations)")
