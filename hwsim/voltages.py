@@ -8,7 +8,9 @@ it is sum_l E_l (V_l / V_nom)^2). LayerEnergies holds E_dl and the domains.
   1. sensitivity: accuracy with only layer l faulty at BER eps(V), V descending over the grid,
      few realizations; a layer's descent stops once its drop exceeds max_drop. Where the
      layer's P(any flip) < BOUND_SHARE x max_drop that probability (an upper bound on the
-     drop) is used instead of a Monte Carlo estimate;
+     drop) is used instead of a Monte Carlo estimate. With sens_images = n (--sens-images) this step
+     runs on n test images drawn by the seed, against their own clean accuracy (cheaper;
+     steps 3 and 4 always use the whole test set);
   2. search (greedy): the predicted drop of an assignment is the sum of the per-layer drops
      (each made monotone in V: the largest drop seen at or above V, and >= 0); starting with
      every layer at the top of the grid, repeatedly take the single-layer move to a lower
@@ -36,6 +38,7 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 import yaml
 
 from hwsim.models.checkpoint import method_name
@@ -152,6 +155,20 @@ class Evaluator:
         self.layers = [n for n, _ in quant_layers(model)]
         self.estimate = estimate or estimate_accuracy
         self.calls = 0
+
+    def subset(self, n: int, seed: int = 0) -> "Evaluator":
+        """An Evaluator on `n` test images drawn without replacement by `seed` (the cheaper
+        sensitivity step, --sens-images); its drops are against its own clean accuracy."""
+        total = len(self.xy[1])
+        if not (isinstance(n, int) and 1 <= n <= total):
+            raise ConfigError(f"sens-images {n!r}: must be an integer in 1..{total} (the "
+                              "test set's size)")
+        if n == total:
+            return self
+        g = torch.Generator().manual_seed(seed)
+        idx = torch.randperm(total, generator=g)[:n].sort().values.to(self.xy[1].device)
+        return Evaluator(self.model, (self.xy[0][idx], self.xy[1][idx]), self.ber_model,
+                         estimate=self.estimate)
 
     def __call__(self, volts: dict[str, float], seed: int, realizations: int,
                  ci_target: float | None = None, faulty=None):
@@ -295,12 +312,14 @@ class Result:
 
 def optimize(ev: Evaluator, energies: dict[str, float], v_nominal: float, grid: list[float],
              max_drop: float, *, seed: int = 0, realizations: int = 50,
-             sens_realizations: int = 10, ci_target: float | None = None, log=None) -> Result:
-    """Steps 1-4 of the module docstring; max_drop is a fraction (0.01 = 1 point)."""
+             sens_realizations: int = 10, ci_target: float | None = None, log=None,
+             sens_ev: Evaluator | None = None) -> Result:
+    """Steps 1-4 of the module docstring; max_drop is a fraction (0.01 = 1 point).
+    `sens_ev`: the Evaluator of step 1 (default `ev`; e.g. ev.subset(n))."""
     if not max_drop > 0:
         raise ConfigError(f"max-drop {max_drop * 100!r} points: must be > 0")
     energies = LayerEnergies.of(energies, v_nominal)
-    sens = sensitivity(ev, grid, max_drop, sens_realizations, seed, log)
+    sens = sensitivity(sens_ev or ev, grid, max_drop, sens_realizations, seed, log)
     uniform = best_uniform(ev, grid, energies, v_nominal, max_drop, seed, realizations,
                            ci_target)
     attempts, found, seen = [], None, {}
@@ -348,32 +367,35 @@ def _eval_setup(checkpoint, data, data_root, device):
 def optimize_voltages(checkpoint: str, arch: str, max_drop_points: float, grid: list[float],
                       *, out: str | Path | None = None, seed: int = 0, realizations: int = 50,
                       sens_realizations: int = 10, ci_target: float | None = None,
-                      act_bits: int = 8, ber_model: BerModel | None = None,
+                      sens_images: int | None = None, act_bits: int = 8,
+                      ber_model: BerModel | None = None,
                       data_root: str | None = None, data=None, device: str = "cpu",
                       command: str = "", progress: bool = True, estimate=None) -> dict:
     """Optimise `checkpoint`'s per-layer voltages on `arch` (module docstring) and return the
     assignment document; written atomically as YAML to `out` when given."""
     ber_model = ber_model or BerModel()
     model, config, test = _eval_setup(checkpoint, data, data_root, device)
+    ev = Evaluator(model, test, ber_model, estimate=estimate)
+    sens_ev = ev if sens_images is None else ev.subset(sens_images, seed)  # checked first
     energy = model_energy(arch, model, config["quantizer"]["bits"], act_bits,
                           progress=progress)
     vn = energy.v_nominal
     for v in grid:
         check_voltage(v, "--grid voltage", vn)
     warn_arch(arch, (), ber_model)  # once per run (hwsim.domains)
-    ev = Evaluator(model, test, ber_model, estimate=estimate)
     law = layer_energies(energy, ev.layers)
     energies = law.nominal()
     log = (lambda s: print(s, file=sys.stderr)) if progress else None
     res = optimize(ev, law, vn, grid, max_drop_points / 100, seed=seed,
                    realizations=realizations, sens_realizations=sens_realizations,
-                   ci_target=ci_target, log=log)
+                   ci_target=ci_target, log=log, sens_ev=sens_ev)
     doc = {
         "format": FORMAT, "checkpoint": str(checkpoint),
         "checkpoint_sha256": file_sha256(checkpoint), "method": method_name(config),
         "arch": str(arch), "v_nominal": vn, "ber_model": vars(ber_model) | {},
         "max_drop_points": max_drop_points, "grid": [min(grid), max(grid), len(grid)],
         "seed": seed, "command": command, "search": "greedy (additive per-layer drops)",
+        "sensitivity_images": len(sens_ev.xy[1]),
         "result_from": res.source,
         "layers": {n: {"voltage": res.chosen.volts[n], "ber": ber_model.ber(res.chosen.volts[n]),
                        "energy_nominal_uJ": energies[n],

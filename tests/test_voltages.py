@@ -191,3 +191,40 @@ def test_per_layer_energy_uses_the_domain_law_with_leakage():
     # a plain {layer: uJ} is one leakage-free domain: exactly sum_l E_l (V_l / V_nom)^2
     plain = LayerEnergies.of({"a": 3.0, "b": 1.0}, 0.8)
     assert plain.total({"a": 0.4, "b": 0.8}) == 3.0 * (0.4 / 0.8) ** 2 + 1.0 * (0.8 / 0.8) ** 2
+
+
+def test_sensitivity_on_a_seeded_subset_verification_on_all(trained, digits):
+    """--sens-images: step 1 sees n images drawn by the seed; verification and the uniform
+    baseline still evaluate the whole test set."""
+    model, _ = load_checkpoint(trained("normal"))
+    sizes = []
+
+    def counting(model, xy, ber, **kw):
+        sizes.append((len(xy[1]), isinstance(ber, dict) and len(ber) == 1))
+        return _fake_estimate(model, xy, ber, **kw)
+    ev = Evaluator(model, digits[1], BerModel(), estimate=counting)
+    total = len(ev.xy[1])
+    sub = ev.subset(100, seed=3)
+    assert len(sub.xy[1]) == 100 and sub.layers == ev.layers
+    assert (sub.xy[1] == ev.subset(100, seed=3).xy[1]).all()  # the seed fixes the draw
+    assert not (sub.xy[0] == ev.subset(100, seed=4).xy[0]).all()
+    assert ev.subset(total) is ev
+    for bad in (0, total + 1, 2.5):
+        with pytest.raises(ConfigError, match=rf"sens-images {bad!r}: must be an integer in "
+                                              rf"1\.\.{total}"):
+            ev.subset(bad)
+    energies = dict(zip(ev.layers, [0.01, 0.3, 0.6, 0.09]))
+    optimize(ev, energies, 0.8, parse_grid("0.36:0.80:0.02"), 0.01, realizations=5,
+             sens_realizations=2, sens_ev=sub)
+    single = {n for n, one_layer in sizes if one_layer}
+    joint = {n for n, one_layer in sizes if not one_layer}
+    assert single == {100} and joint == {total}
+
+
+def test_cli_sens_images_larger_than_the_test_set_is_one_line(trained, tmp_path, capsys):
+    out = tmp_path / "assign.yaml"
+    assert main(["optimize-voltages", "--checkpoint", str(trained("normal")), "--out",
+                 str(out), "--no-progress", "--sens-images", "100000"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "sens-images 100000: must be an integer in 1.." in err
+    assert not out.exists()

@@ -33,6 +33,9 @@ def register(sub) -> None:
                    help="realizations per per-layer sensitivity point (default 10; where "
                         "a layer sees <= 6 expected flips the stratified estimator's pilot "
                         "takes 2 per stratum, up to 26, whatever this says)")
+    p.add_argument("--sens-images", type=number(int, 1), default=None, metavar="N",
+                   help="run the sensitivity step on N test images drawn by --seed (default: "
+                        "all); verification and the uniform baseline always use all")
     p.add_argument("--ci-target", type=number(float, 0, lo_open=True), default=None,
                    help="stop a verification once its 95%% CI half-width is below this "
                         "fraction (default: all realizations)")
@@ -55,6 +58,7 @@ def command_line(args) -> str:
              str(args.realizations), "--sens-realizations", str(args.sens_realizations),
              "--seed", str(args.seed)]
     for flag, value in (("--ci-target", args.ci_target), ("--ber-model", args.ber_model),
+                        ("--sens-images", args.sens_images),
                         ("--act-bits", None if args.act_bits == 8 else args.act_bits)):
         if value is not None:
             parts += [flag, str(value)]
@@ -71,7 +75,7 @@ def run(args) -> int:
         args.checkpoint, resolve_arch(args.arch), args.max_drop, grid, out=args.out,
         seed=args.seed, realizations=args.realizations,
         sens_realizations=args.sens_realizations, ci_target=args.ci_target,
-        act_bits=args.act_bits, ber_model=BerModel.load(args.ber_model),
+        sens_images=args.sens_images, act_bits=args.act_bits, ber_model=BerModel.load(args.ber_model),
         data_root=args.data_root, device=args.device, progress=not args.no_progress,
         command=command_line(args))
     acc, uni = doc["accuracy"], doc["uniform"]
