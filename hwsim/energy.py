@@ -271,7 +271,7 @@ def _map_shapes(arch_file, todo: Sequence[LayerShape], on_done, *, fast: bool = 
         workers = auto_workers(len(todo)) if _portable(mapper) else 1
     if workers == 1 or len(todo) < 2:
         for layer in todo:
-            on_done(layer, backend.map_layer(arch_file, layer, fast=fast))
+            on_done(layer, mapper(arch_file, layer, fast=fast))
         return
     backend.use_unbounded_sympy_cache()  # before the workers (and their sympy) start
     workers = min(workers, len(todo))

@@ -8,9 +8,9 @@ it is sum_l E_l (V_l / V_nom)^2). LayerEnergies holds E_dl and the domains.
   1. sensitivity: accuracy with only layer l faulty at BER eps(V), V descending over the grid,
      few realizations; a layer's descent stops once its drop exceeds max_drop. Where the
      layer's P(any flip) < BOUND_SHARE x max_drop that probability (an upper bound on the
-     drop) is used instead of a Monte Carlo estimate. With sens_images = n (--sens-images) this step
-     runs on n test images drawn by the seed, against their own clean accuracy (cheaper;
-     steps 3 and 4 always use the whole test set);
+     drop) is used instead of a Monte Carlo estimate. With sens_images = n (--sens-images)
+     this step runs on n test images drawn by the seed, against their own clean accuracy
+     (cheaper; steps 3 and 4 always use the whole test set);
   2. search (greedy): the predicted drop of an assignment is the sum of the per-layer drops
      (each made monotone in V: the largest drop seen at or above V, and >= 0); starting with
      every layer at the top of the grid, repeatedly take the single-layer move to a lower

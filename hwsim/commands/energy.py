@@ -120,7 +120,8 @@ def resolve_model(spec: str, weight_bits: int | None, input_shape=None, num_clas
 
 
 def compute(arch: str, model_spec: str, weight_bits: int | None, act_bits: int,
-            progress: bool = True, workers: int | None = None, input_shape=None, num_classes: int = 10):
+            progress: bool = True, workers: int | None = None, input_shape=None,
+            num_classes: int = 10):
     from hwsim.energy import network_energy
     from hwsim.workload import extract_layers
 

@@ -75,7 +75,8 @@ def run(args) -> int:
         args.checkpoint, resolve_arch(args.arch), args.max_drop, grid, out=args.out,
         seed=args.seed, realizations=args.realizations,
         sens_realizations=args.sens_realizations, ci_target=args.ci_target,
-        sens_images=args.sens_images, act_bits=args.act_bits, ber_model=BerModel.load(args.ber_model),
+        sens_images=args.sens_images, act_bits=args.act_bits,
+        ber_model=BerModel.load(args.ber_model),
         data_root=args.data_root, device=args.device, progress=not args.no_progress,
         command=command_line(args))
     acc, uni = doc["accuracy"], doc["uniform"]
