@@ -433,6 +433,11 @@ def _plain(obj):
 def read_assignment(path: str | Path) -> dict[str, float]:
     """{layer: V} of an assignment YAML (`layers: {name: {voltage: V}}` or `{name: V}`);
     safe YAML only, each voltage checked (check_voltage)."""
+    return _read_assignment(path)[0]
+
+
+def _read_assignment(path: str | Path) -> tuple[dict[str, float], dict]:
+    """({layer: V}, the whole document) of an assignment YAML (read_assignment)."""
     p = Path(path)
     doc = read_yaml(p, "assignment")
     layers = doc.get("layers") if isinstance(doc, dict) else None
@@ -445,7 +450,7 @@ def read_assignment(path: str | Path) -> dict[str, float]:
     for name, entry in layers.items():
         v = entry.get("voltage") if isinstance(entry, dict) else entry
         out[str(name)] = check_voltage(v, f"{p}: layers.{name}.voltage", vn)
-    return out
+    return out, doc
 
 
 def check_layers(volts: dict[str, float], layers: list[str], where: str, checkpoint) -> None:
@@ -458,19 +463,52 @@ def check_layers(volts: dict[str, float], layers: list[str], where: str, checkpo
         raise ConfigError(f"{where}: {what}; its layers: {', '.join(layers)}")
 
 
+def _volts_of(assignment) -> tuple[dict[str, float], str, dict]:
+    """({layer: V}, where to name in errors, the document) of a YAML path or a dict."""
+    if isinstance(assignment, dict):
+        return dict(assignment), "assignment", {}
+    volts, doc = _read_assignment(assignment)
+    return volts, str(assignment), doc
+
+
+def assignment_warning(assignment, checkpoint) -> str | None:
+    """A line when the assignment file records another checkpoint (sha256) than
+    `checkpoint`: it was optimised for other weights (still evaluable)."""
+    _, where, doc = _volts_of(assignment)
+    sha = doc.get("checkpoint_sha256")
+    if sha and sha != file_sha256(checkpoint):
+        return (f"{where} was optimised for {doc.get('checkpoint', 'another checkpoint')} "
+                f"(sha256 {str(sha)[:12]}), not {checkpoint}")
+    return None
+
+
 def evaluate_assignment(assignment, checkpoint: str, *, seed: int = 0, realizations: int = 50,
                         ci_target: float | None = None, ber_model: BerModel | None = None,
                         data_root: str | None = None, data=None, device: str = "cpu",
-                        estimate=None):
+                        estimate=None, arch: str | None = None, act_bits: int = 8,
+                        progress: bool = False):
     """Accuracy estimate (models.estimate.Estimate) of `checkpoint` with its layers at the
     voltages of `assignment` (a YAML path or a {layer: V} dict), seeded as `optimize`
-    verifies (assignment_seed; a uniform assignment equals the sweep point)."""
-    where = str(assignment) if not isinstance(assignment, dict) else "assignment"
-    volts = dict(assignment) if isinstance(assignment, dict) else read_assignment(assignment)
+    verifies (assignment_seed; a uniform assignment equals the sweep point). With `arch`:
+    (Estimate, {energy_weight_domain_uJ, energy_weight_domain_nominal_uJ}) priced as
+    `optimize` prices it (each weight domain's own law)."""
+    volts, where, _ = _volts_of(assignment)
     model, config, test = _eval_setup(checkpoint, data, data_root, device)
     layers = [n for n, _ in quant_layers(model)]
     check_layers(volts, layers, where, checkpoint)
+    vn = V_NOMINAL
+    law = None
+    if arch is not None:
+        energy = model_energy(arch, model, config["quantizer"]["bits"], act_bits,
+                              progress=progress)
+        vn, law = energy.v_nominal, layer_energies(energy, layers)
     for n, v in volts.items():
-        check_voltage(v, f"{where}: voltage of layer {n!r}")
+        check_voltage(v, f"{where}: voltage of layer {n!r}", vn)
+    if arch is not None:
+        warn_arch(arch, (), ber_model)
     ev = Evaluator(model, test, ber_model or BerModel(), estimate=estimate)
-    return ev(volts, assignment_seed(seed, volts), realizations, ci_target)
+    est = ev(volts, assignment_seed(seed, volts), realizations, ci_target)
+    if law is None:
+        return est
+    return est, {"energy_weight_domain_uJ": law.total(volts),
+                 "energy_weight_domain_nominal_uJ": sum(law.nominal().values())}

@@ -216,7 +216,7 @@ def test_committed_cache_holds_every_shipped_network_on_every_shipped_arch(arch)
     """Issue 19 item 5: each shipped network x weight width is mapped once and committed,
     so no shipped (arch, network) pair maps on a fresh clone (an arch file edited without
     `hwsim energy --fill-cache` fails here)."""
-    from hwsim.commands.energy import SHIPPED_BITS, SHIPPED_NETWORKS, resolve_model
+    from hwsim.commands.energy import SHIPPED_BITS, SHIPPED_NETWORKS, layers_of
     from hwsim.energy import EnergyCache, cache_path_for
     path = ROOT / "arch" / arch
     _, info = backend.load_arch(path, accelforge_loader=False)
@@ -224,8 +224,7 @@ def test_committed_cache_holds_every_shipped_network_on_every_shipped_arch(arch)
     missing = []
     for net in SHIPPED_NETWORKS:
         for bits in SHIPPED_BITS:
-            _, model, shape, _ = resolve_model(net, bits, None, 10)
-            layers = extract_layers(model, tuple(shape), weight_bits=bits, act_bits=8)
+            _, _, layers = layers_of(net, bits, 8)
             missing += [f"{net}/{bits}:{x.name}" for x in layers
                         if cache.get(cache_key(info.sha256, x, True)) is None]
     assert missing == []

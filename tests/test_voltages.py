@@ -228,3 +228,53 @@ def test_cli_sens_images_larger_than_the_test_set_is_one_line(trained, tmp_path,
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "sens-images 100000: must be an integer in 1.." in err
     assert not out.exists()
+
+
+def test_cli_eval_assignment_reproduces_the_committed_digits_result(capsys):
+    """`hwsim eval --assignment` evaluates a committed optimize-voltages result to its recorded
+    accuracy (same seeds) and weight-domain energy (same law), on the committed checkpoint."""
+    import json
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    path = root / "studies/results/digits_voltages/normal.yaml"
+    doc = yaml.safe_load(path.read_text())
+    assert main(["eval", "--checkpoint", str(root / doc["checkpoint"]), "--assignment", str(path),
+                 "--arch", ARCH, "--realizations", "50", "--seed", "0", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    acc = doc["accuracy"]
+    assert out["mean"] == pytest.approx(acc["mean"], abs=1e-12)
+    assert out["ci95"] == pytest.approx(acc["ci95"], rel=1e-9)
+    assert out["realizations"] == acc["realizations"] == 50
+    assert out["energy_weight_domain_uJ"] == pytest.approx(doc["energy_weight_domain_uJ"],
+                                                           rel=1e-9)
+    assert out["energy_weight_domain_nominal_uJ"] == pytest.approx(
+        doc["energy_weight_domain_nominal_uJ"], rel=1e-9)
+
+
+def test_cli_eval_assignment_errors_and_warning(trained, tmp_path, capsys):
+    ckpt = str(trained("normal"))
+    good = tmp_path / "a.yaml"
+    model, _ = load_checkpoint(ckpt)
+    names = [n for n, _ in quant_layers(model)]
+    good.write_text(yaml.safe_dump({"checkpoint": "other.pt", "checkpoint_sha256": "0" * 16,
+                                    "layers": {n: {"voltage": 0.5} for n in names}}))
+    base = ["eval", "--checkpoint", ckpt]
+    cases = [(["--assignment", str(good), "--ber", "0.01"], "give one"),
+             (["--arch", ARCH], "needs --assignment"),
+             (["--ci-target", "0.01"], "needs --assignment"),
+             (["--assignment", str(good), "--realizations", "1"], "at least 2"),
+             (["--assignment", str(tmp_path / "none.yaml")], "none.yaml")]
+    for extra, msg in cases:
+        assert main(base + extra) == 2, extra
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and msg in err, (extra, err)
+    bad = tmp_path / "b.yaml"
+    bad.write_text(yaml.safe_dump({"layers": {names[0]: 0.1}}))
+    assert main(base + ["--assignment", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "layers." + names[0] in err and "outside the supported supply range" in err
+    # another checkpoint's assignment still evaluates, with a warning naming both
+    assert main(base + ["--assignment", str(good), "--realizations", "4", "--json"]) == 0
+    cap = capsys.readouterr()
+    assert "optimised for other.pt" in cap.err and ckpt in cap.err
+    assert 0 < yaml.safe_load(cap.out)["mean"] <= 1

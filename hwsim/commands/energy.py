@@ -119,10 +119,12 @@ def resolve_model(spec: str, weight_bits: int | None, input_shape=None, num_clas
         (weight_bits if weight_bits is not None else 8)
 
 
-def compute(arch: str, model_spec: str, weight_bits: int | None, act_bits: int,
-            progress: bool = True, workers: int | None = None, input_shape=None,
-            num_classes: int = 10):
-    from hwsim.energy import network_energy
+def layers_of(model_spec: str, weight_bits: int | None, act_bits: int, input_shape=None,
+              num_classes: int = 10):
+    """(name, weight bits, LayerShapes) that `hwsim energy` prices for `model_spec` (a
+    registry name or a checkpoint); a mixed-precision checkpoint's other-width layers keep
+    their width unless `weight_bits` sets every layer's."""
+    from hwsim.models.quant import layer_widths
     from hwsim.workload import extract_layers
 
     if weight_bits is not None and not 1 <= weight_bits <= 32:
@@ -130,12 +132,18 @@ def compute(arch: str, model_spec: str, weight_bits: int | None, act_bits: int,
     if not 1 <= act_bits <= 32:
         raise ConfigError(f"--act-bits {act_bits}: must be in 1..32")
     name, model, shape, bits = resolve_model(model_spec, weight_bits, input_shape, num_classes)
-    # a mixed-precision checkpoint: its other-width layers keep their width unless
-    # --weight-bits sets every layer's
-    from hwsim.models.quant import layer_widths
     mixed = {} if weight_bits is not None else \
         {n: b for n, b in layer_widths(model).items() if b != bits}
-    layers = extract_layers(model, shape, weight_bits=bits, act_bits=act_bits, layer_bits=mixed)
+    return name, bits, extract_layers(model, shape, weight_bits=bits, act_bits=act_bits,
+                                      layer_bits=mixed)
+
+
+def compute(arch: str, model_spec: str, weight_bits: int | None, act_bits: int,
+            progress: bool = True, workers: int | None = None, input_shape=None,
+            num_classes: int = 10):
+    from hwsim.energy import network_energy
+
+    name, bits, layers = layers_of(model_spec, weight_bits, act_bits, input_shape, num_classes)
     return name, bits, network_energy(arch, layers, progress=progress, workers=workers)
 
 
