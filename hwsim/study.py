@@ -112,7 +112,8 @@ def in_study_order(df: pd.DataFrame, study: Study) -> pd.DataFrame:
     """The rows of the study's methods (under each of its scenarios), in the order the study
     file lists them (a resumed study appends rows to results.csv in the order they were
     swept)."""
-    labels = [sc.label(m.name) for sc in study.scenarios for m in study.methods]
+    labels = [sc.label(m.name) for sc in study.scenarios for m in study.methods] + [
+        a.label for a in study.assignments]
     rank = {lab: i for i, lab in enumerate(labels)}
     df = df[df["label"].isin(rank)]
     return df.sort_values("label", key=lambda s: s.map(rank), kind="stable")
@@ -143,6 +144,21 @@ def sweep_methods(study: Study, results: Path, ber_model, test, progress: bool,
                   ci_target=study.monte_carlo.ci_target, seed=study.seed, resume=True,
                   label=m.name, data=test, progress=progress, device=study.device,
                   executor=executor, scenario=sc)
+
+
+def assignment_points(study: Study, results: Path, ber_model, get_data, progress: bool) -> None:
+    """The study's per-layer assignments, one results row each (hwsim.voltages.
+    assignment_point; rows already there are kept); those of methods not selected skipped."""
+    from .voltages import assignment_point
+    methods = {m.name: m for m in study.methods}
+    for a in study.assignments:
+        if a.method in methods:
+            assignment_point(str(checkpoint_path(study, methods[a.method])), a.file,
+                             study.arch, results, label=a.label, seed=study.seed,
+                             realizations=study.monte_carlo.realizations,
+                             ci_target=study.monte_carlo.ci_target, ber_model=ber_model,
+                             act_bits=study.act_bits, data=get_data()[1],
+                             device=study.device, progress=progress)
 
 
 def run_study(study: Study, progress: bool = True, log=print,
@@ -204,6 +220,7 @@ def run_study(study: Study, progress: bool = True, log=print,
                             checkpoint_path, executor)  # issue 18: chips instead of sweep
     if not chips:
         sweep_methods(study, results, ber_model, get_data()[1], progress, executor)
+        assignment_points(study, results, ber_model, get_data, progress)
 
     # 3. accuracy at fixed bit error rates (the paper's Table 1 columns), optional
     at_ber = _run_fixed_bers(study, out / "at_ber.json", get_data, progress, log) \
@@ -225,7 +242,7 @@ def run_study(study: Study, progress: bool = True, log=print,
     table = summary_table(df, attacks, at_ber)
     outputs = [out / n for n in ("frontier.csv", "report.html", "summary.md")] + [
         out.parent / PLOTLY_JS]  # the report's plotly.js, shared by the studies beside it
-    inputs = [results, study.file, study.arch] + [
+    inputs = [results, study.file, study.arch] + [Path(a.file) for a in study.assignments] + [
         p for p in (out / "attacks.json", out / "at_ber.json", chips_sidecar(results))
         if p.exists()]
     stamp = out / ".report-inputs.sha256"
@@ -298,11 +315,18 @@ checkpoints/ (with their training logs).
 
 
 def _scenario_note(study: Study) -> str:
-    if all(sc.is_default for sc in study.scenarios):
-        return ""
-    return ("; a label's [brackets] name the voltage domains driven by the swept voltage and "
-            "their protection (hwsim/scenario.py), and \"saving vs error-free\" compares with "
-            "those domains at their lowest voltage with BER <= 1e-9")
+    notes = []
+    if not all(sc.is_default for sc in study.scenarios):
+        notes.append("; a label's [brackets] name the voltage domains driven by the swept "
+                     "voltage and their protection (hwsim/scenario.py), and \"saving vs "
+                     "error-free\" compares with those domains at their lowest voltage with "
+                     "BER <= 1e-9")
+    if study.assignments:
+        files = ", ".join(f"`{a.file}`" for a in study.assignments)
+        notes.append(f"; a [per-layer] row is one point with each layer's weights at its own "
+                     f"voltage ({files}; hwsim optimize-voltages): its V_min is the lowest "
+                     "layer voltage")
+    return "".join(notes)
 
 
 def _evaluation_line(study: Study) -> str:

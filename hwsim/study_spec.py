@@ -73,6 +73,15 @@ class Method:
 
 
 @dataclass
+class AssignmentPoint:
+    """A per-layer voltage assignment (`hwsim optimize-voltages --out`) evaluated on a study
+    method's checkpoint: one results row labelled `label` (hwsim.voltages.assignment_point)."""
+    method: str
+    file: str
+    label: str
+
+
+@dataclass
 class Training:
     epochs: int = 15
     batch_size: int = 64
@@ -167,6 +176,8 @@ class Study:
     # priced on, accuracy copied from the results CSV `accuracy_from` (never re-evaluated)
     accelerators: list[str] = field(default_factory=list)
     accuracy_from: str | None = None
+    # per-layer voltage assignments evaluated as one point each beside the sweeps
+    assignments: list[AssignmentPoint] = field(default_factory=list)
 
     @property
     def out_dir(self) -> Path:
@@ -177,7 +188,8 @@ class Study:
 
 TOP = ["name", "description", "seed", "data", "network", "methods", "training", "arch",
        "ber_model", "voltages", "monte_carlo", "attacks", "bers", "act_bits", "results_dir",
-       "reference", "device", "faults", "scenarios", "accelerators", "accuracy_from"]
+       "reference", "device", "faults", "scenarios", "accelerators", "accuracy_from",
+       "assignments"]
 
 
 def _sub(r: _Reader, d: dict, key: str, cls, checks: dict) -> Any:
@@ -367,6 +379,9 @@ def load_study(path: str | Path) -> Study:
     if not Path(arch).is_file():
         r.fail("arch", f"architecture file {arch!r} does not exist (see arch/ for shipped ones)")
     ber_model = resolve(d.get("ber_model"))
+    faults = faults_from_yaml(d.get("faults"), r.fail, base)
+    scenarios = _scenarios(r, d.get("scenarios"), arch)
+    assignments = _assignments(r, d.get("assignments"), methods, scenarios, faults, resolve)
     return Study(name=_name(r, d["name"]), file=file, data=data_name, data_root=data.get("root"),
                  network=network, methods=methods, training=training, arch=arch,
                  ber_model=ber_model, voltages=voltages, monte_carlo=mc, attacks=attacks,
@@ -376,12 +391,11 @@ def load_study(path: str | Path) -> Study:
                  results_dir=_results_dir(r, d.get("results_dir")),
                  reference=_reference(r, d.get("reference")),
                  device=_device(r, d.get("device", "cpu")),
-                 faults=faults_from_yaml(d.get("faults"), r.fail, base),
-                 scenarios=_scenarios(r, d.get("scenarios"), arch),
-                 accelerators=accelerators, accuracy_from=accuracy_from)
+                 faults=faults, scenarios=scenarios, accelerators=accelerators,
+                 accuracy_from=accuracy_from, assignments=assignments)
 
 
-CROSS_UNUSED = ["arch", "training", "bers", "attacks", "faults", "scenarios"]
+CROSS_UNUSED = ["arch", "training", "bers", "attacks", "faults", "scenarios", "assignments"]
 
 
 def _accelerators(r: _Reader, d: dict, methods: list, resolve) -> tuple[list[str], str | None]:
@@ -446,4 +460,42 @@ def _scenarios(r: _Reader, v, arch: str) -> list:
         if sc in out:
             r.fail(f"scenarios[{i}]", "listed twice")
         out.append(sc)
+    return out
+
+
+def _assignments(r: _Reader, v, methods: list, scenarios: list, faults, resolve) -> list:
+    """`assignments: [{method: NAME, file: A.yaml, label: ...}]`: each file read (safe YAML,
+    voltages checked) now; its layers are checked against the checkpoint when it runs."""
+    if v is None:
+        return []
+    if not isinstance(v, list) or not v:
+        r.fail("assignments", "must be a non-empty list of mappings with keys method, file "
+                              "(and optionally label)")
+    if faults is not None and faults.model == "persistent":
+        r.fail("assignments", "per-layer assignments are evaluated with transient faults; a "
+                              "persistent-chips study (faults:) has none")
+    from .voltages import PER_LAYER, read_assignment
+    names = [m.name for m in methods]
+    taken = {sc.label(n) for sc in scenarios for n in names}
+    out = []
+    for i, item in enumerate(v):
+        p = f"assignments[{i}]"
+        m = r.mapping(item, p, ["method", "file", "label"], required=("method", "file"))
+        if m["method"] not in names:
+            r.fail(f"{p}.method", f"{m['method']!r} is not a method of this study; valid: "
+                                  f"{', '.join(names)}")
+        f = resolve(str(m["file"]))
+        if not Path(f).is_file():
+            r.fail(f"{p}.file", f"{f!r} does not exist (write one with `hwsim "
+                                "optimize-voltages --out`)")
+        try:
+            read_assignment(f)
+        except ConfigError as e:
+            r.fail(f"{p}.file", str(e))
+        label = str(m.get("label") or f"{m['method']} [{PER_LAYER}]")
+        if label in taken:
+            r.fail(f"{p}.label", f"{label!r} is already the label of another row set; give "
+                                 "each assignment its own label")
+        taken.add(label)
+        out.append(AssignmentPoint(m["method"], f, label))
     return out

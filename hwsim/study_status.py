@@ -39,13 +39,16 @@ def study_status(study: Study) -> pd.DataFrame:
                                    .round(6))) for sc in study.scenarios)
         bers = at_ber.get(m.name, {})
         bfa = attacks.get(m.name, {})
+        mine = [a.label for a in study.assignments if a.method == m.name]
+        per_layer = ({"per-layer points": f"{int(rows['label'].isin(mine).sum())}/{len(mine)}"}
+                     if study.assignments else {})
         table.append({
             "method": m.name, "trained (epochs)": f"{epochs}/{want}",
             "test acc %": "" if acc is None else f"{100 * acc:.2f}",
             "swept (voltages)": f"{swept}/{len(grid) * len(study.scenarios)}",
             "fixed BERs": f"{sum(repr(b) in bers for b in study.bers)}/{len(study.bers)}",
             "BFA (seeds)": (f"{len(bfa.get('n_flips', [])) if bfa else 0}/"
-                            f"{study.attacks.bfa_seeds}")})
+                            f"{study.attacks.bfa_seeds}"), **per_layer})
     return pd.DataFrame(table)
 
 

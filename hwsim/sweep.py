@@ -187,17 +187,20 @@ def update_sidecar(results_csv: Path, label: str, energy: NetworkEnergy) -> None
 
 def point_row(config: dict, label: str, v: float, ber: float, clean: float, est,
               energy: NetworkEnergy, seed: int, test_images: int, checkpoint: str = "",
-              fingerprint: str = "", scenario: Scenario = DEFAULT) -> dict:
+              fingerprint: str = "", scenario: Scenario = DEFAULT,
+              energy_columns: dict | None = None) -> dict:
     """One results row (COLUMNS): the estimate `est` of a point plus its energy at `v` under
-    `scenario` (which domains run at v, and their protection)."""
+    `scenario` (which domains run at v, and their protection), or `energy_columns` as given
+    (a per-layer assignment's, hwsim.voltages.assignment_point)."""
     q = config["quantizer"]
+    energy_columns = energy_columns or scenario.energy_columns(energy, v)
     return {"checkpoint": str(checkpoint), "checkpoint_sha256": fingerprint, "label": label,
             "method": method_name(config), "quantizer": q["name"], "bits": q["bits"],
             "bfn_rate": q.get("bfn_rate", 0.0), "voltage": v, "ber": ber,
             "acc_clean": clean, "acc_mean": est.mean, "acc_std": est.std,
             "acc_ci95": est.ci95, "realizations": est.realizations,
             "estimator": est.estimator, "expected_flips": est.expected_flips,
-            **scenario.energy_columns(energy, v), "seed": seed, "test_images": test_images}
+            **energy_columns, "seed": seed, "test_images": test_images}
 
 
 def sweep_points(model, config: dict, test, energy: NetworkEnergy, voltages: list[float], *,

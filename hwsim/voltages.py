@@ -49,11 +49,12 @@ from hwsim.models.evaluate import StoredWeights, accuracy, on_model_device
 from hwsim.models.quant import quant_layers
 
 from .ber import V_NOMINAL, BerModel, check_voltage
-from .domain_energy import domain_layer_energy, domains_of
+from .domain_energy import domain_layer_energy, domains_of, price
 from .domains import Domain, warn_arch
 from .energy import NetworkEnergy
 from .files import read_yaml, write_text_atomic
-from .sweep import (file_sha256, load_quantized, model_energy, point_seed, checkpoint_test_data,
+from .sweep import (append_rows, file_sha256, load_quantized, model_energy, point_row,
+                    point_seed, read_rows, checkpoint_test_data, update_sidecar,
                     voltage_grid)
 
 FORMAT = "hwsim-voltage-assignment/1"
@@ -512,3 +513,71 @@ def evaluate_assignment(assignment, checkpoint: str, *, seed: int = 0, realizati
         return est
     return est, {"energy_weight_domain_uJ": law.total(volts),
                  "energy_weight_domain_nominal_uJ": sum(law.nominal().values())}
+
+
+PER_LAYER = "per-layer"  # the tag of an assignment's results label ('wcat+bfn [per-layer]')
+
+
+def assignment_energy_columns(energy: NetworkEnergy, volts: dict[str, float]) -> dict:
+    """The energy columns of a results row (hwsim.sweep.point_row) with each layer's weights
+    at its own voltage in every weight-holding domain (the others at nominal), priced by
+    hwsim.domain_energy.price (each domain's own law)."""
+    doms = [d for d in domains_of(energy) if "weight" in d.holds]
+    per = {layer.name: volts[layer.name.split("#")[0]] for layer in energy.layers}
+    p = price(energy, {d.name: per for d in doms})
+    return {"energy_uJ": p["total_uJ"],
+            "energy_weight_mem_uJ": sum(p["domains"][d.name]["uJ"] for d in doms),
+            "energy_nominal_uJ": energy.total_uJ, "domains": "+".join(d.name for d in doms),
+            "protection": "none", "saving_vs_nominal": p["saving_vs_nominal"],
+            "saving_vs_errorfree": p["saving_vs_errorfree"]}
+
+
+def assignment_point(checkpoint: str, assignment, arch: str, out: str | Path, *,
+                     label: str | None = None, seed: int = 0, realizations: int = 50,
+                     ci_target: float | None = None, ber_model: BerModel | None = None,
+                     act_bits: int = 8, data_root: str | None = None, data=None,
+                     device: str = "cpu", progress: bool = False, resume: bool = True) -> dict:
+    """One results row of `checkpoint` at the per-layer voltages of `assignment` (a YAML
+    path or {layer: V}), merged into the results CSV `out` as `hwsim sweep` writes it, so
+    reports and Pareto fronts show it beside the uniform sweeps. Label '<method>
+    [per-layer]' unless given; `voltage` holds the lowest layer voltage and `ber` its rate;
+    accuracy seeded as `optimize` verifies (evaluate_assignment). A row already in `out`
+    (same checkpoint and label) is returned as it is when `resume` and its energy and lowest
+    voltage match the assignment's; an error when they do not (the assignment changed), or
+    without `resume` (as `hwsim sweep` without --resume)."""
+    ber_model = ber_model or BerModel()
+    volts, where, _ = _volts_of(assignment)
+    out = Path(out)
+    model, config, test = _eval_setup(checkpoint, data, data_root, device)
+    layers = [n for n, _ in quant_layers(model)]
+    check_layers(volts, layers, where, checkpoint)
+    energy = model_energy(arch, model, config["quantizer"]["bits"], act_bits,
+                          progress=progress)
+    layer_energies(energy, layers)  # the arch has a weight domain and the layers match
+    for n, v in volts.items():
+        check_voltage(v, f"{where}: voltage of layer {n!r}", energy.v_nominal)
+    label = label or f"{method_name(config)} [{PER_LAYER}]"
+    columns = assignment_energy_columns(energy, volts)
+    vmin = min(volts.values())
+    rows = read_rows(out)
+    same = rows[(rows["checkpoint"].astype(str) == str(checkpoint)) & (rows["label"] == label)]
+    if len(same):
+        if not resume:
+            raise ConfigError(f"{out} already holds {label!r} of {checkpoint}; pass --resume "
+                              "to keep it, or choose another --out or --label")
+        row = same.iloc[-1].to_dict()
+        if abs(float(row["energy_uJ"]) - columns["energy_uJ"]) > 1e-9 * columns["energy_uJ"] \
+                or round(float(row["voltage"]), 6) != round(vmin, 6):
+            raise ConfigError(f"{out} holds a point {label!r} of {checkpoint} at other "
+                              f"voltages than {where} (the assignment changed); remove that "
+                              "row or give another label")
+        return row
+    warn_arch(arch, (), ber_model)
+    ev = Evaluator(model, test, ber_model)
+    est = ev(volts, assignment_seed(seed, volts), realizations, ci_target)
+    row = point_row(config, label, vmin, ber_model.ber(vmin), ev.clean, est, energy, seed,
+                    len(ev.xy[1]), str(checkpoint), file_sha256(checkpoint),
+                    energy_columns=columns)
+    update_sidecar(out, label, energy)
+    append_rows(out, [row])
+    return row

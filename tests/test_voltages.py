@@ -278,3 +278,115 @@ def test_cli_eval_assignment_errors_and_warning(trained, tmp_path, capsys):
     cap = capsys.readouterr()
     assert "optimised for other.pt" in cap.err and ckpt in cap.err
     assert 0 < yaml.safe_load(cap.out)["mean"] <= 1
+
+
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+DIGITS_ASSIGNMENT = ROOT / "studies/results/digits_voltages/normal.yaml"
+ASSIGN_STUDY = """
+name: per_layer
+seed: 0
+data: {name: digits}
+network: small_cnn
+methods:
+  - {name: normal, quantizer: normal, bits: 4, checkpoint: ROOT/studies/results/digits_quickstart/checkpoints/normal.pt}
+  - {name: wcat+bfn, quantizer: wcat, bits: 4, bfn: true, params: {weight_decay_a: 0.01}, checkpoint: ROOT/studies/results/digits_quickstart/checkpoints/wcat_bfn.pt}
+arch: ROOT/arch/eyeriss_sram.yaml
+voltages: {min: 0.5, max: 0.5, step: 0.01}
+monte_carlo: {realizations: 50, ci_target: 1.0e-9}  # all 50, as the committed verification
+results_dir: OUT
+assignments:
+  - {method: normal, file: ASSIGN}
+"""
+
+
+def _assign_study(tmp_path, assign=DIGITS_ASSIGNMENT, text=ASSIGN_STUDY):
+    f = tmp_path / "per_layer.yaml"
+    f.write_text(text.replace("ROOT", str(ROOT)).replace("OUT", str(tmp_path / "out"))
+                 .replace("ASSIGN", str(assign)))
+    return f
+
+
+def test_study_evaluates_a_per_layer_assignment_beside_its_sweeps(tmp_path):
+    """A study's `assignments:` add one row per assignment to results.csv (the committed
+    digits assignment reproduces its recorded accuracy and weight-domain energy), listed in
+    the summary and status; a rerun does nothing; a changed assignment file is an error."""
+    import shutil
+    import pandas as pd
+    from hwsim.study import run_study
+    from hwsim.study_spec import load_study
+    from hwsim.study_status import study_status
+    own = tmp_path / "normal.yaml"
+    shutil.copy(DIGITS_ASSIGNMENT, own)
+    f = _assign_study(tmp_path, own)
+    assert list(study_status(load_study(f))["per-layer points"]) == ["0/1", "0/0"]
+    run_study(load_study(f), progress=False, log=lambda s: None)
+    out = tmp_path / "out"
+    df = pd.read_csv(out / "results.csv")
+    assert set(df["label"]) == {"normal", "wcat+bfn", "normal [per-layer]"}
+    row = df[df["label"] == "normal [per-layer]"].iloc[0]
+    doc = yaml.safe_load(own.read_text())
+    assert row["acc_mean"] == pytest.approx(doc["accuracy"]["mean"], abs=1e-12)
+    assert row["energy_weight_mem_uJ"] == pytest.approx(doc["energy_weight_domain_uJ"], rel=1e-9)
+    assert row["voltage"] == min(v["voltage"] for v in doc["layers"].values())
+    uniform = df[df["label"] == "normal"].iloc[0]  # outside the weight memory: the same energy
+    assert row["energy_uJ"] - row["energy_weight_mem_uJ"] == pytest.approx(
+        uniform["energy_uJ"] - uniform["energy_weight_mem_uJ"], rel=1e-9)
+    summary = (out / "summary.md").read_text()
+    assert "normal [per-layer]" in summary and "lowest layer voltage" in summary
+    assert list(study_status(load_study(f))["per-layer points"]) == ["1/1", "0/0"]
+    stamp = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    run_study(load_study(f), progress=False, log=lambda s: None)
+    assert stamp == {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    doc["layers"]["fc"]["voltage"] = 0.45
+    own.write_text(yaml.safe_dump(doc))
+    with pytest.raises(ConfigError, match="the assignment changed"):
+        run_study(load_study(f), progress=False, log=lambda s: None)
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ("{method: normal, file:", "{method: lsq, file:",
+     "assignments[0].method: 'lsq' is not a method of this study; valid: normal, wcat+bfn"),
+    ("file: ASSIGN}", "file: nowhere.yaml}", "assignments[0].file: 'nowhere.yaml' does not exist"),
+    ("  - {method: normal, file: ASSIGN}", "  - {method: normal, file: ASSIGN}\n"
+     "  - {method: normal, file: ASSIGN}",
+     "assignments[1].label: 'normal [per-layer]' is already the label"),
+    ("  - {method: normal, file: ASSIGN}", "  - {method: normal, file: ASSIGN, label: normal}",
+     "assignments[0].label: 'normal' is already the label"),
+    ("  - {method: normal, file: ASSIGN}\n", "  []\n", "assignments: must be a non-empty list"),
+])
+def test_study_assignment_errors_name_the_key(tmp_path, old, new, message):
+    from hwsim.study_spec import load_study
+    assert old in ASSIGN_STUDY
+    f = _assign_study(tmp_path, text=ASSIGN_STUDY.replace(old, new))
+    with pytest.raises(ConfigError) as e:
+        load_study(f)
+    assert str(f) in str(e.value) and message in str(e.value)
+
+
+def test_study_assignment_file_with_a_bad_voltage_is_one_error(tmp_path):
+    from hwsim.study_spec import load_study
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"layers": {"fc": 0.1}}))
+    with pytest.raises(ConfigError, match=r"assignments\[0\]\.file: .*layers\.fc\.voltage 0\.1"):
+        load_study(_assign_study(tmp_path, bad))
+
+
+def test_cli_sweep_assignment_writes_one_row_and_refuses_grid_flags(tmp_path, capsys):
+    import pandas as pd
+    out = tmp_path / "r.csv"
+    ckpt = str(ROOT / "studies/results/digits_quickstart/checkpoints/normal.pt")
+    base = ["sweep", "--checkpoint", ckpt, "--assignment", str(DIGITS_ASSIGNMENT), "--out",
+            str(out), "--realizations", "50", "--no-progress"]
+    assert main(base) == 0
+    assert "normal [per-layer]: accuracy 99.19%" in capsys.readouterr().out
+    df = pd.read_csv(out)
+    assert list(df["label"]) == ["normal [per-layer]"] and df["realizations"][0] == 50
+    assert main(base) == 2  # already there: as a sweep, --resume keeps it
+    assert "pass --resume" in capsys.readouterr().err
+    assert main(base + ["--resume"]) == 0 and len(pd.read_csv(out)) == 1
+    for extra, flag in ((["--vmin", "0.4"], "--vmin"), (["--domains", "weights"], "--domains"),
+                        (["--protection", "secded"], "--protection")):
+        assert main(base + extra) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and f"--assignment with {flag}" in err

@@ -24,12 +24,16 @@ def register(sub) -> None:
     p.add_argument("--checkpoint", required=True, help="quantized checkpoint (.pt) to sweep")
     p.add_argument("--arch", default=DEFAULT_ARCH,
                    help=f"architecture YAML, or the name of a shipped one (default {DEFAULT_ARCH})")
-    p.add_argument("--vmin", type=float, default=0.35,
+    p.add_argument("--vmin", type=float, default=None,
                    help="lowest weight-memory voltage in V (default 0.35)")
-    p.add_argument("--vmax", type=float, default=0.8,
+    p.add_argument("--vmax", type=float, default=None,
                    help="highest voltage in V (default 0.8; at most 1.25 x nominal)")
-    p.add_argument("--step", type=number(float, 0, lo_open=True), default=0.01,
+    p.add_argument("--step", type=number(float, 0, lo_open=True), default=None,
                    help="grid step in V (default 0.01)")
+    p.add_argument("--assignment", metavar="FILE",
+                   help="instead of a grid: one point with each layer's weights at the voltage "
+                        "of this per-layer assignment (`hwsim optimize-voltages --out`), label "
+                        "'<method> [per-layer]', priced in every weight-holding domain")
     p.add_argument("--realizations", type=number(int, 1), default=50,
                    help="max realizations per point (default 50)")
     p.add_argument("--ci-target", type=number(float, 0, lo_open=True), default=None,
@@ -58,11 +62,17 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+GRID = {"vmin": 0.35, "vmax": 0.8, "step": 0.01}
+
+
 def run(args) -> int:
     apply_threads(args)
     out_file(args.out)
     args.arch = resolve_arch(args.arch)
-    grid = voltage_grid(args.vmin, args.vmax, args.step)
+    if args.assignment is not None:
+        return run_assignment(args)
+    grid = voltage_grid(*(GRID[k] if getattr(args, k) is None else getattr(args, k)
+                          for k in GRID))
     scenario = Scenario.of(args.domains, args.protection)
     faults = faults_from_args(args)
     executor = executor_from_args(args, progress=not args.no_progress)
@@ -87,4 +97,27 @@ def run(args) -> int:
                      progress=not args.no_progress, device=args.device, executor=executor,
                      scenario=scenario)
     print(f"{args.out}: {len(rows)} points")
+    return 0
+
+
+def run_assignment(args) -> int:
+    from hwsim.voltages import assignment_point
+    given = [f"--{k}" for k in GRID if getattr(args, k) is not None] + [
+        flag for flag, on in (("--domains", args.domains), ("--protection", args.protection),
+                              ("--fault-model persistent", faults_from_args(args).model == "persistent"),
+                              ("--executor ray", args.executor == "ray"))
+        if on]
+    if given:
+        raise ConfigError(f"--assignment with {', '.join(given)}: an assignment is one point "
+                          "with every weight-holding domain at its per-layer voltages, "
+                          "evaluated here")
+    row = assignment_point(args.checkpoint, args.assignment, args.arch, args.out,
+                           label=args.label, seed=args.seed, realizations=args.realizations,
+                           ci_target=args.ci_target, ber_model=BerModel.load(args.ber_model),
+                           act_bits=args.act_bits, data_root=args.data_root,
+                           device=args.device, progress=not args.no_progress,
+                           resume=args.resume)
+    print(f"{args.out}: {row['label']}: accuracy {row['acc_mean'] * 100:.2f}% +/- "
+          f"{row['acc_ci95'] * 100:.2f} (clean {row['acc_clean'] * 100:.2f}%), energy "
+          f"{row['energy_uJ']:.4g} uJ (saving {row['saving_vs_nominal'] * 100:.1f}% vs nominal)")
     return 0
