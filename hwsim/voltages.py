@@ -12,7 +12,11 @@ it is sum_l E_l (V_l / V_nom)^2). LayerEnergies holds E_dl and the domains.
      this step runs on n test images drawn by the seed, against their own clean accuracy
      (cheaper; steps 3 and 4 always use the whole test set);
   2. search (greedy): the predicted drop of an assignment is the sum of the per-layer drops
-     (each made monotone in V: the largest drop seen at or above V, and >= 0); starting with
+     (sens_model 'measured': each made monotone in V: the largest drop seen at or above V,
+     and >= 0; 'flips': each layer's drop taken as c_l x its expected flipped bits
+     n_l eps(V), c_l = sum of its Monte Carlo drops / sum of their expected flips, one
+     damage-per-flip coefficient fitted to all its points, which keeps one lucky noisy point
+     from sending a layer low: see flip_model); starting with
      every layer at the top of the grid, repeatedly take the single-layer move to a lower
      voltage with the most energy saved per point of predicted drop that keeps the sum within
      the budget;
@@ -225,6 +229,25 @@ def monotone(drops: dict[float, float]) -> dict[float, float]:
     return out
 
 
+SENS_MODELS = ("measured", "flips")
+
+
+def flip_model(drops: dict[float, float], n_bits: int, ber_model: BerModel,
+               max_drop: float) -> dict[float, float]:
+    """One layer's drops as c x n_bits eps(V) at the voltages of `drops` (module docstring,
+    step 2), c fitted on the points sensitivity() estimated by Monte Carlo (those with
+    P(any flip) >= BOUND_SHARE x max_drop): c = max(sum d, 0) / sum(expected flips), the
+    least-squares slope when a point's variance grows with its expected flips. No Monte Carlo
+    point: the measured (bound) drops as they are."""
+    lam = {v: n_bits * ber_model.ber(v) for v in drops}
+    mc = [v for v in drops
+          if -math.expm1(n_bits * math.log1p(-ber_model.ber(v))) >= BOUND_SHARE * max_drop]
+    if not mc:
+        return dict(drops)
+    c = max(sum(drops[v] for v in mc), 0.0) / sum(lam[v] for v in mc)
+    return {v: c * lam[v] for v in drops}
+
+
 def greedy(sens: dict[str, dict[float, float]], energies: dict[str, float], v_nominal: float,
            budget: float) -> dict[str, float]:
     """The greedy search (module docstring, step 2) within a predicted-drop `budget`;
@@ -314,20 +337,30 @@ class Result:
 def optimize(ev: Evaluator, energies: dict[str, float], v_nominal: float, grid: list[float],
              max_drop: float, *, seed: int = 0, realizations: int = 50,
              sens_realizations: int = 10, ci_target: float | None = None, log=None,
-             sens_ev: Evaluator | None = None) -> Result:
+             sens_ev: Evaluator | None = None, sens_model: str = "measured",
+             sens: dict | None = None) -> Result:
     """Steps 1-4 of the module docstring; max_drop is a fraction (0.01 = 1 point).
-    `sens_ev`: the Evaluator of step 1 (default `ev`; e.g. ev.subset(n))."""
+    `sens_ev`: the Evaluator of step 1 (default `ev`; e.g. ev.subset(n)); `sens`: step 1's
+    result from an earlier run (then step 1 is skipped); `sens_model`: SENS_MODELS."""
     if not max_drop > 0:
         raise ConfigError(f"max-drop {max_drop * 100!r} points: must be > 0")
+    if sens_model not in SENS_MODELS:
+        raise ConfigError(f"sens-model {sens_model!r}: valid: {', '.join(SENS_MODELS)}")
     energies = LayerEnergies.of(energies, v_nominal)
-    sens = sensitivity(sens_ev or ev, grid, max_drop, sens_realizations, seed, log)
+    if sens is None:
+        sens = sensitivity(sens_ev or ev, grid, max_drop, sens_realizations, seed, log)
+    curves = sens
+    if sens_model == "flips":
+        bits = dict(zip(ev.layers, (n * b for n, b in zip(ev.stored.sizes,
+                                                         ev.stored.layer_bits))))
+        curves = {n: flip_model(d, bits[n], ev.ber_model, max_drop) for n, d in sens.items()}
     uniform = best_uniform(ev, grid, energies, v_nominal, max_drop, seed, realizations,
                            ci_target)
     attempts, found, seen = [], None, {}
     passed = failed = None  # the largest passing and smallest failing budget so far
     budget = max_drop
     for _ in range(MAX_TRIES):
-        volts = greedy(sens, energies, v_nominal, budget)
+        volts = greedy(curves, energies, v_nominal, budget)
         key = tuple(sorted(volts.items()))
         if key not in seen:
             seen[key] = verify(ev, volts, energies, v_nominal, seed, realizations, ci_target)
@@ -371,13 +404,31 @@ def optimize_voltages(checkpoint: str, arch: str, max_drop_points: float, grid: 
                       sens_images: int | None = None, act_bits: int = 8,
                       ber_model: BerModel | None = None,
                       data_root: str | None = None, data=None, device: str = "cpu",
-                      command: str = "", progress: bool = True, estimate=None) -> dict:
+                      command: str = "", progress: bool = True, estimate=None,
+                      sens_model: str = "measured",
+                      sensitivity_from: str | Path | None = None) -> dict:
     """Optimise `checkpoint`'s per-layer voltages on `arch` (module docstring) and return the
-    assignment document; written atomically as YAML to `out` when given."""
+    assignment document; written atomically as YAML to `out` when given.
+    `sensitivity_from`: an assignment this command wrote for the same checkpoint, grid and
+    BER model with at least this max drop: its per-layer sensitivity is reused (step 1
+    skipped; the recorded sensitivity_images carried over)."""
     ber_model = ber_model or BerModel()
+    if sens_model not in SENS_MODELS:
+        raise ConfigError(f"sens-model {sens_model!r}: valid: {', '.join(SENS_MODELS)}")
     model, config, test = _eval_setup(checkpoint, data, data_root, device)
     ev = Evaluator(model, test, ber_model, estimate=estimate)
-    sens_ev = ev if sens_images is None else ev.subset(sens_images, seed)  # checked first
+    recorded, sens_n = None, None
+    if sensitivity_from is not None:
+        if sens_images is not None:
+            raise ConfigError("--sens-images with --sensitivity-from: the sensitivity is "
+                              "reused, not measured")
+        recorded, sens_n = recorded_sensitivity(sensitivity_from, checkpoint, grid,
+                                                max_drop_points, ber_model, ev.layers)
+        sens_n = sens_n or len(ev.xy[1])  # files from before --sens-images: all images
+        sens_ev = ev
+    else:
+        sens_ev = ev if sens_images is None else ev.subset(sens_images, seed)  # checked first
+        sens_n = len(sens_ev.xy[1])
     energy = model_energy(arch, model, config["quantizer"]["bits"], act_bits,
                           progress=progress)
     vn = energy.v_nominal
@@ -389,14 +440,16 @@ def optimize_voltages(checkpoint: str, arch: str, max_drop_points: float, grid: 
     log = (lambda s: print(s, file=sys.stderr)) if progress else None
     res = optimize(ev, law, vn, grid, max_drop_points / 100, seed=seed,
                    realizations=realizations, sens_realizations=sens_realizations,
-                   ci_target=ci_target, log=log, sens_ev=sens_ev)
+                   ci_target=ci_target, log=log, sens_ev=sens_ev, sens_model=sens_model,
+                   sens=recorded)
     doc = {
         "format": FORMAT, "checkpoint": str(checkpoint),
         "checkpoint_sha256": file_sha256(checkpoint), "method": method_name(config),
         "arch": str(arch), "v_nominal": vn, "ber_model": vars(ber_model) | {},
         "max_drop_points": max_drop_points, "grid": [min(grid), max(grid), len(grid)],
         "seed": seed, "command": command, "search": "greedy (additive per-layer drops)",
-        "sensitivity_images": len(sens_ev.xy[1]),
+        "sensitivity_images": sens_n, "sensitivity_model": sens_model,
+        **({"sensitivity_from": str(sensitivity_from)} if sensitivity_from else {}),
         "result_from": res.source,
         "layers": {n: {"voltage": res.chosen.volts[n], "ber": ber_model.ber(res.chosen.volts[n]),
                        "energy_nominal_uJ": energies[n],
@@ -416,6 +469,41 @@ def optimize_voltages(checkpoint: str, arch: str, max_drop_points: float, grid: 
     if out is not None:
         write_text_atomic(out, yaml.safe_dump(_plain(doc), sort_keys=False))
     return doc
+
+
+def recorded_sensitivity(path, checkpoint, grid, max_drop_points, ber_model, layers):
+    """({layer: {V: drop fraction}}, test images it used) recorded in the assignment file
+    `path`; ConfigError unless it was measured on the same checkpoint (sha256), grid and BER
+    model, for the same layers, with a max drop >= `max_drop_points` (a layer's descent
+    stops past the max drop, so a larger one needs points that were never measured)."""
+    p = Path(path)
+    doc = read_yaml(p, "assignment")
+    rec = doc.get("sensitivity_drop_points") if isinstance(doc, dict) else None
+    if not isinstance(rec, dict) or not rec:
+        raise ConfigError(f"{p}: no sensitivity_drop_points (write one with `hwsim "
+                          "optimize-voltages --out`)")
+    want = {"checkpoint_sha256": file_sha256(checkpoint),
+            "grid": [min(grid), max(grid), len(grid)], "ber_model": vars(ber_model) | {}}
+    for key, value in want.items():
+        got = doc.get(key)
+        if key == "grid" and isinstance(got, list) and len(got) == 3:
+            same = all(math.isclose(float(a), float(b), abs_tol=1e-9) for a, b in zip(got, value))
+        else:
+            same = got == value
+        if not same:
+            raise ConfigError(f"{p}: {key} {got!r} differs from this run's {value!r}; its "
+                              "sensitivity does not apply")
+    if not float(doc.get("max_drop_points", 0)) >= max_drop_points:
+        raise ConfigError(f"{p}: measured for max drop {doc.get('max_drop_points')!r} points, "
+                          f"less than {max_drop_points:g}; measure again")
+    check_layers({str(n): 0 for n in rec}, layers, str(p), checkpoint)
+    try:
+        sens = {str(n): {float(v): float(d) / 100 for v, d in pts.items()}
+                for n, pts in rec.items()}
+    except (AttributeError, TypeError, ValueError):
+        raise ConfigError(f"{p}: sensitivity_drop_points must map layer -> {{V: points}}") \
+            from None
+    return {n: sens[n] for n in layers}, doc.get("sensitivity_images")
 
 
 def _plain(obj):

@@ -1,6 +1,7 @@
 """Per-layer weight-memory voltages: hwsim/voltages.py and `hwsim optimize-voltages`."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import yaml
 
@@ -390,3 +391,55 @@ def test_cli_sweep_assignment_writes_one_row_and_refuses_grid_flags(tmp_path, ca
         assert main(base + extra) == 2
         err = capsys.readouterr().err.strip()
         assert err.count("\n") == 0 and f"--assignment with {flag}" in err
+
+
+def test_flip_model_fits_one_damage_per_flip_coefficient():
+    """flip_model: drops exactly c x n eps(V) are returned as they are (c recovered from the
+    Monte Carlo points; the bound-only points follow the same line), and one lucky noisy
+    point no longer lets a layer go low as the measured (monotone) curve does."""
+    from hwsim.voltages import BOUND_SHARE, flip_model, monotone
+    bm, n, c = BerModel(), 20000, 2e-5
+    grid = [0.50, 0.48, 0.46, 0.44, 0.42, 0.40]
+    exact = {v: c * n * bm.ber(v) for v in grid}
+    fit = flip_model(exact, n, bm, 0.01)
+    assert all(fit[v] == pytest.approx(exact[v], rel=1e-12) for v in grid)
+    noisy = dict(exact) | {0.42: 0.0}  # one realization without a harmful flip
+    assert monotone(noisy)[0.42] < exact[0.42] / 3  # measured: 0.42 costs only 0.44's drop
+    fit = flip_model(noisy, n, bm, 0.01)
+    lam = {v: n * bm.ber(v) for v in grid}
+    mc = [v for v in grid if -np.expm1(n * np.log1p(-bm.ber(v))) >= BOUND_SHARE * 0.01]
+    slope = sum(noisy[v] for v in mc) / sum(lam[v] for v in mc)
+    assert fit[0.42] == pytest.approx(slope * lam[0.42]) and fit[0.42] > exact[0.42] / 2
+    assert flip_model({0.8: 1e-9}, n, bm, 0.01) == {0.8: 1e-9}  # bound only: as measured
+
+
+def test_sensitivity_from_reuses_a_recorded_run(tmp_path):
+    """--sensitivity-from: the committed digits run's sensitivity, reused with the same
+    settings, reproduces its assignment and accuracy without measuring it again; another
+    grid, a larger max drop or another checkpoint is one error."""
+    from hwsim.voltages import optimize_voltages
+    import hwsim.voltages as hv
+    doc = yaml.safe_load(DIGITS_ASSIGNMENT.read_text())
+    ckpt = str(ROOT / doc["checkpoint"])
+    grid = parse_grid("0.36:0.80:0.01")
+    orig = hv.sensitivity
+    hv.sensitivity = lambda *a, **k: pytest.fail("sensitivity measured again")
+    try:
+        got = optimize_voltages(ckpt, str(ROOT / ARCH), 1.0, grid, seed=0, realizations=50,
+                                sensitivity_from=DIGITS_ASSIGNMENT, progress=False)
+    finally:
+        hv.sensitivity = orig
+    assert {n: l["voltage"] for n, l in got["layers"].items()} == \
+        {n: l["voltage"] for n, l in doc["layers"].items()}
+    assert got["accuracy"]["mean"] == pytest.approx(doc["accuracy"]["mean"], abs=1e-12)
+    assert got["sensitivity_from"] == str(DIGITS_ASSIGNMENT)
+    assert got["sensitivity_images"] == 360  # recorded before --sens-images: all of them
+    bad = [(dict(grid=parse_grid("0.36:0.80:0.02")), "grid"),
+           (dict(max_drop_points=2.0), "max drop 1.0 points, less than 2"),
+           (dict(checkpoint=str(ROOT / "studies/results/digits_quickstart/checkpoints/"
+                                       "wcat_bfn.pt")), "checkpoint_sha256")]
+    for change, msg in bad:
+        kw = dict(checkpoint=ckpt, grid=grid, max_drop_points=1.0) | change
+        with pytest.raises(ConfigError, match=msg):
+            optimize_voltages(kw["checkpoint"], str(ROOT / ARCH), kw["max_drop_points"],
+                              kw["grid"], sensitivity_from=DIGITS_ASSIGNMENT, progress=False)

@@ -36,6 +36,15 @@ def register(sub) -> None:
     p.add_argument("--sens-images", type=number(int, 1), default=None, metavar="N",
                    help="run the sensitivity step on N test images drawn by --seed (default: "
                         "all); verification and the uniform baseline always use all")
+    p.add_argument("--sens-model", choices=["measured", "flips"], default="measured",
+                   help="per-layer drop curves for the search: measured (each made monotone "
+                        "in V; default) or flips (drop = c_l x the layer's expected flipped "
+                        "bits, one coefficient per layer fitted to all its points: less "
+                        "swayed by one noisy point); see hwsim/voltages.py")
+    p.add_argument("--sensitivity-from", metavar="FILE",
+                   help="reuse the per-layer sensitivity recorded in an assignment this "
+                        "command wrote (same checkpoint, grid, BER model; max drop at least "
+                        "this one): only the search, verification and uniform baseline run")
     p.add_argument("--ci-target", type=number(float, 0, lo_open=True), default=None,
                    help="stop a verification once its 95%% CI half-width is below this "
                         "fraction (default: all realizations)")
@@ -59,6 +68,9 @@ def command_line(args) -> str:
              "--seed", str(args.seed)]
     for flag, value in (("--ci-target", args.ci_target), ("--ber-model", args.ber_model),
                         ("--sens-images", args.sens_images),
+                        ("--sens-model", None if args.sens_model == "measured"
+                         else args.sens_model),
+                        ("--sensitivity-from", args.sensitivity_from),
                         ("--act-bits", None if args.act_bits == 8 else args.act_bits)):
         if value is not None:
             parts += [flag, str(value)]
@@ -75,7 +87,8 @@ def run(args) -> int:
         args.checkpoint, resolve_arch(args.arch), args.max_drop, grid, out=args.out,
         seed=args.seed, realizations=args.realizations,
         sens_realizations=args.sens_realizations, ci_target=args.ci_target,
-        sens_images=args.sens_images, act_bits=args.act_bits,
+        sens_images=args.sens_images, act_bits=args.act_bits, sens_model=args.sens_model,
+        sensitivity_from=args.sensitivity_from,
         ber_model=BerModel.load(args.ber_model),
         data_root=args.data_root, device=args.device, progress=not args.no_progress,
         command=command_line(args))
