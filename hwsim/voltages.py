@@ -476,12 +476,8 @@ def recorded_sensitivity(path, checkpoint, grid, max_drop_points, ber_model, lay
     `path`; ConfigError unless it was measured on the same checkpoint (sha256), grid and BER
     model, for the same layers, with a max drop >= `max_drop_points` (a layer's descent
     stops past the max drop, so a larger one needs points that were never measured)."""
-    p = Path(path)
-    doc = read_yaml(p, "assignment")
-    rec = doc.get("sensitivity_drop_points") if isinstance(doc, dict) else None
-    if not isinstance(rec, dict) or not rec:
-        raise ConfigError(f"{p}: no sensitivity_drop_points (write one with `hwsim "
-                          "optimize-voltages --out`)")
+    p, doc, rec = _section(path, "sensitivity_drop_points", "no sensitivity_drop_points (write "
+                           "one with `hwsim optimize-voltages --out`)")
     want = {"checkpoint_sha256": file_sha256(checkpoint),
             "grid": [min(grid), max(grid), len(grid)], "ber_model": vars(ber_model) | {}}
     for key, value in want.items():
@@ -506,6 +502,17 @@ def recorded_sensitivity(path, checkpoint, grid, max_drop_points, ber_model, lay
     return {n: sens[n] for n in layers}, doc.get("sensitivity_images")
 
 
+def _section(path, key: str, missing: str) -> tuple[Path, dict, dict]:
+    """(path, document, its non-empty mapping `key`) of an assignment YAML (safe YAML);
+    ConfigError '{path}: {missing}' when there is no such mapping."""
+    p = Path(path)
+    doc = read_yaml(p, "assignment")
+    part = doc.get(key) if isinstance(doc, dict) else None
+    if not isinstance(part, dict) or not part:
+        raise ConfigError(f"{p}: {missing}")
+    return p, doc, part
+
+
 def _plain(obj):
     """Numbers as plain floats/ints (numpy scalars dumped by safe_dump would fail)."""
     if isinstance(obj, dict):
@@ -527,12 +534,8 @@ def read_assignment(path: str | Path) -> dict[str, float]:
 
 def _read_assignment(path: str | Path) -> tuple[dict[str, float], dict]:
     """({layer: V}, the whole document) of an assignment YAML (read_assignment)."""
-    p = Path(path)
-    doc = read_yaml(p, "assignment")
-    layers = doc.get("layers") if isinstance(doc, dict) else None
-    if not isinstance(layers, dict) or not layers:
-        raise ConfigError(f"{p}: expected a mapping `layers: {{layer: {{voltage: V}}}}` "
-                          "(as `hwsim optimize-voltages --out` writes)")
+    p, doc, layers = _section(path, "layers", "expected a mapping `layers: {layer: {voltage: "
+                              "V}}` (as `hwsim optimize-voltages --out` writes)")
     vn = doc.get("v_nominal", V_NOMINAL)
     vn = check_voltage(vn, f"{p}: v_nominal", v_nominal=None)
     out = {}
