@@ -102,9 +102,10 @@ def run(args) -> int:
 
 def run_assignment(args) -> int:
     from hwsim.voltages import assignment_point
+    persistent = faults_from_args(args).model == "persistent"
     given = [f"--{k}" for k in GRID if getattr(args, k) is not None] + [
         flag for flag, on in (("--domains", args.domains), ("--protection", args.protection),
-                              ("--fault-model persistent", faults_from_args(args).model == "persistent"),
+                              ("--fault-model persistent", persistent),
                               ("--executor ray", args.executor == "ray"))
         if on]
     if given:
