@@ -563,6 +563,22 @@ def _volts_of(assignment) -> tuple[dict[str, float], str, dict]:
     return volts, str(assignment), doc
 
 
+def _assignment_setup(assignment, checkpoint, arch, act_bits, data, data_root, device,
+                      progress):
+    """(volts, where, model, config, test, energy or None without `arch`): the assignment
+    read, its layers checked against the checkpoint and its voltages against the arch's
+    nominal supply (evaluate_assignment, assignment_point)."""
+    volts, where, _ = _volts_of(assignment)
+    model, config, test = _eval_setup(checkpoint, data, data_root, device)
+    check_layers(volts, [n for n, _ in quant_layers(model)], where, checkpoint)
+    energy = None if arch is None else model_energy(
+        arch, model, config["quantizer"]["bits"], act_bits, progress=progress)
+    vn = V_NOMINAL if energy is None else energy.v_nominal
+    for n, v in volts.items():
+        check_voltage(v, f"{where}: voltage of layer {n!r}", vn)
+    return volts, where, model, config, test, energy
+
+
 def assignment_warning(assignment, checkpoint) -> str | None:
     """A line when the assignment file records another checkpoint (sha256) than
     `checkpoint`: it was optimised for other weights (still evaluable)."""
@@ -584,19 +600,11 @@ def evaluate_assignment(assignment, checkpoint: str, *, seed: int = 0, realizati
     verifies (assignment_seed; a uniform assignment equals the sweep point). With `arch`:
     (Estimate, {energy_weight_domain_uJ, energy_weight_domain_nominal_uJ}) priced as
     `optimize` prices it (each weight domain's own law)."""
-    volts, where, _ = _volts_of(assignment)
-    model, config, test = _eval_setup(checkpoint, data, data_root, device)
-    layers = [n for n, _ in quant_layers(model)]
-    check_layers(volts, layers, where, checkpoint)
-    vn = V_NOMINAL
+    volts, where, model, config, test, energy = _assignment_setup(
+        assignment, checkpoint, arch, act_bits, data, data_root, device, progress)
     law = None
-    if arch is not None:
-        energy = model_energy(arch, model, config["quantizer"]["bits"], act_bits,
-                              progress=progress)
-        vn, law = energy.v_nominal, layer_energies(energy, layers)
-    for n, v in volts.items():
-        check_voltage(v, f"{where}: voltage of layer {n!r}", vn)
-    if arch is not None:
+    if energy is not None:
+        law = layer_energies(energy, [n for n, _ in quant_layers(model)])
         warn_arch(arch, (), ber_model)
     ev = Evaluator(model, test, ber_model or BerModel(), estimate=estimate)
     est = ev(volts, assignment_seed(seed, volts), realizations, ci_target)
@@ -637,16 +645,11 @@ def assignment_point(checkpoint: str, assignment, arch: str, out: str | Path, *,
     voltage match the assignment's; an error when they do not (the assignment changed), or
     without `resume` (as `hwsim sweep` without --resume)."""
     ber_model = ber_model or BerModel()
-    volts, where, _ = _volts_of(assignment)
+    volts, where, model, config, test, energy = _assignment_setup(
+        assignment, checkpoint, arch, act_bits, data, data_root, device, progress)
     out = Path(out)
-    model, config, test = _eval_setup(checkpoint, data, data_root, device)
-    layers = [n for n, _ in quant_layers(model)]
-    check_layers(volts, layers, where, checkpoint)
-    energy = model_energy(arch, model, config["quantizer"]["bits"], act_bits,
-                          progress=progress)
-    layer_energies(energy, layers)  # the arch has a weight domain and the layers match
-    for n, v in volts.items():
-        check_voltage(v, f"{where}: voltage of layer {n!r}", energy.v_nominal)
+    # the arch has a weight domain and the layers match
+    layer_energies(energy, [n for n, _ in quant_layers(model)])
     label = label or f"{method_name(config)} [{PER_LAYER}]"
     columns = assignment_energy_columns(energy, volts)
     vmin = min(volts.values())
