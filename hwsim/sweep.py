@@ -181,8 +181,12 @@ def energy_sidecar(results_csv: str | Path) -> Path:
     return p.with_name(p.stem + ".energy.json")
 
 
-def update_sidecar(results_csv: Path, label: str, energy: NetworkEnergy) -> None:
-    update_json(energy_sidecar(results_csv), lambda data: data.update({label: energy.to_dict()}))
+def update_sidecar(results_csv: Path, label: str, energy: NetworkEnergy,
+                   extra: dict | None = None) -> None:
+    """Record `label`'s per-layer energy (plus `extra` keys, e.g. a per-layer assignment's
+    voltages) in the results' sidecar."""
+    entry = {**energy.to_dict(), **(extra or {})}
+    update_json(energy_sidecar(results_csv), lambda data: data.update({label: entry}))
 
 
 def point_row(config: dict, label: str, v: float, ber: float, clean: float, est,

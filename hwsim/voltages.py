@@ -56,10 +56,10 @@ from .ber import V_NOMINAL, BerModel, check_voltage
 from .domain_energy import domain_layer_energy, domains_of, price
 from .domains import Domain, warn_arch
 from .energy import NetworkEnergy
-from .files import read_yaml, write_text_atomic
-from .sweep import (append_rows, file_sha256, load_quantized, model_energy, point_row,
-                    point_seed, read_rows, checkpoint_test_data, update_sidecar,
-                    voltage_grid)
+from .files import read_json, read_yaml, write_text_atomic
+from .sweep import (append_rows, checkpoint_test_data, energy_sidecar, file_sha256,
+                    load_quantized, model_energy, point_row, point_seed, read_rows,
+                    update_sidecar, voltage_grid)
 
 FORMAT = "hwsim-voltage-assignment/1"
 MAX_TRIES = 6  # verified searches per optimisation (budget doubled / halved / bisected)
@@ -389,11 +389,12 @@ def optimize(ev: Evaluator, energies: dict[str, float], v_nominal: float, grid: 
     return Result(uniform, uniform, "uniform", attempts, sens)
 
 
-def _eval_setup(checkpoint, data, data_root, device):
+def _eval_setup(checkpoint, data, data_root, device, with_test: bool = True):
+    """(model on `device`, config, test data, or None when not `with_test`)."""
     if not Path(checkpoint).is_file():
         raise ConfigError(f"checkpoint {str(checkpoint)!r} does not exist")
     model, config = load_quantized(checkpoint, "per-layer voltages need")
-    test = checkpoint_test_data(config, data, data_root)
+    test = checkpoint_test_data(config, data, data_root) if with_test else None
     model.to(resolve_device(device))
     return model, config, test
 
@@ -564,12 +565,12 @@ def _volts_of(assignment) -> tuple[dict[str, float], str, dict]:
 
 
 def _assignment_setup(assignment, checkpoint, arch, act_bits, data, data_root, device,
-                      progress):
-    """(volts, where, model, config, test, energy or None without `arch`): the assignment
-    read, its layers checked against the checkpoint and its voltages against the arch's
-    nominal supply (evaluate_assignment, assignment_point)."""
+                      progress, with_test: bool = True):
+    """(volts, where, model, config, test or None, energy or None without `arch`): the
+    assignment read, its layers checked against the checkpoint and its voltages against the
+    arch's nominal supply (evaluate_assignment, assignment_point)."""
     volts, where, _ = _volts_of(assignment)
-    model, config, test = _eval_setup(checkpoint, data, data_root, device)
+    model, config, test = _eval_setup(checkpoint, data, data_root, device, with_test)
     check_layers(volts, [n for n, _ in quant_layers(model)], where, checkpoint)
     energy = None if arch is None else model_energy(
         arch, model, config["quantizer"]["bits"], act_bits, progress=progress)
@@ -645,8 +646,8 @@ def assignment_point(checkpoint: str, assignment, arch: str, out: str | Path, *,
     voltage match the assignment's; an error when they do not (the assignment changed), or
     without `resume` (as `hwsim sweep` without --resume)."""
     ber_model = ber_model or BerModel()
-    volts, where, model, config, test, energy = _assignment_setup(
-        assignment, checkpoint, arch, act_bits, data, data_root, device, progress)
+    volts, where, model, config, _, energy = _assignment_setup(  # test set: only if needed
+        assignment, checkpoint, arch, act_bits, data, data_root, device, progress, False)
     out = Path(out)
     # the arch has a weight domain and the layers match
     layer_energies(energy, [n for n, _ in quant_layers(model)])
@@ -660,18 +661,33 @@ def assignment_point(checkpoint: str, assignment, arch: str, out: str | Path, *,
             raise ConfigError(f"{out} already holds {label!r} of {checkpoint}; pass --resume "
                               "to keep it, or choose another --out or --label")
         row = same.iloc[-1].to_dict()
-        if abs(float(row["energy_uJ"]) - columns["energy_uJ"]) > 1e-9 * columns["energy_uJ"] \
-                or round(float(row["voltage"]), 6) != round(vmin, 6):
+        if not _same_assignment(out, label, row, volts, columns["energy_uJ"]):
             raise ConfigError(f"{out} holds a point {label!r} of {checkpoint} at other "
                               f"voltages than {where} (the assignment changed); remove that "
                               "row or give another label")
         return row
     warn_arch(arch, (), ber_model)
-    ev = Evaluator(model, test, ber_model)
+    ev = Evaluator(model, checkpoint_test_data(config, data, data_root), ber_model)
     est = ev(volts, assignment_seed(seed, volts), realizations, ci_target)
     row = point_row(config, label, vmin, ber_model.ber(vmin), ev.clean, est, energy, seed,
                     len(ev.xy[1]), str(checkpoint), file_sha256(checkpoint),
                     energy_columns=columns)
-    update_sidecar(out, label, energy)
+    update_sidecar(out, label, energy, {"assignment": _rounded(volts)})
     append_rows(out, [row])
     return row
+
+
+def _rounded(volts: dict[str, float]) -> dict[str, float]:
+    return {k: round(float(v), 6) for k, v in sorted(volts.items())}
+
+
+def _same_assignment(out: Path, label: str, row: dict, volts: dict[str, float],
+                     energy_uJ: float) -> bool:
+    """Whether the kept results row `label` was evaluated at `volts`: the per-layer voltages
+    recorded in the energy sidecar; for rows written before it recorded them, the energy
+    and the lowest voltage stand in (blind to layers of equal energy swapping voltages)."""
+    side = read_json(energy_sidecar(out)).get(label)
+    if isinstance(side, dict) and isinstance(side.get("assignment"), dict):
+        return side["assignment"] == _rounded(volts)
+    return abs(float(row["energy_uJ"]) - energy_uJ) <= 1e-9 * energy_uJ \
+        and round(float(row["voltage"]), 6) == round(min(volts.values()), 6)

@@ -1,6 +1,7 @@
 """Per-layer weight-memory voltages: hwsim/voltages.py and `hwsim optimize-voltages`."""
 from __future__ import annotations
 
+import json
 import numpy as np
 import pytest
 import yaml
@@ -308,7 +309,7 @@ def _assign_study(tmp_path, assign=DIGITS_ASSIGNMENT, text=ASSIGN_STUDY):
     return f
 
 
-def test_study_evaluates_a_per_layer_assignment_beside_its_sweeps(tmp_path):
+def test_study_evaluates_a_per_layer_assignment_beside_its_sweeps(tmp_path, monkeypatch):
     """A study's `assignments:` add one row per assignment to results.csv (the committed
     digits assignment reproduces its recorded accuracy and weight-domain energy), listed in
     the summary and status; a rerun does nothing; a changed assignment file is an error."""
@@ -336,13 +337,38 @@ def test_study_evaluates_a_per_layer_assignment_beside_its_sweeps(tmp_path):
     summary = (out / "summary.md").read_text()
     assert "normal [per-layer]" in summary and "lowest layer voltage" in summary
     assert list(study_status(load_study(f))["per-layer points"]) == ["1/1", "0/0"]
+    side = json.loads((out / "results.energy.json").read_text())["normal [per-layer]"]
+    assert side["assignment"] == {k: v["voltage"] for k, v in sorted(doc["layers"].items())}
     stamp = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+
+    def no_data(*a, **k):
+        raise AssertionError("a kept per-layer row needs no test set")
+    monkeypatch.setattr("hwsim.voltages.checkpoint_test_data", no_data)
     run_study(load_study(f), progress=False, log=lambda s: None)
     assert stamp == {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
     doc["layers"]["fc"]["voltage"] = 0.45
     own.write_text(yaml.safe_dump(doc))
     with pytest.raises(ConfigError, match="the assignment changed"):
         run_study(load_study(f), progress=False, log=lambda s: None)
+
+
+def test_kept_per_layer_row_is_matched_by_its_voltages_not_only_its_energy(tmp_path):
+    """Two layers of equal energy swapping voltages keep the total energy and the lowest
+    voltage: the sidecar's recorded voltages tell the kept row apart; a row written before
+    the sidecar recorded them is matched by energy and lowest voltage."""
+    from hwsim.voltages import _same_assignment
+    out = tmp_path / "results.csv"
+    row = {"energy_uJ": 2.0, "voltage": 0.40}
+    old = {"a": 0.40, "b": 0.50, "c": 0.60}
+    swapped = {"a": 0.40, "b": 0.60, "c": 0.50}
+    (tmp_path / "results.energy.json").write_text(json.dumps(
+        {"m [per-layer]": {"layers": [], "assignment": old}}))
+    assert _same_assignment(out, "m [per-layer]", row, dict(old), 2.0)
+    assert not _same_assignment(out, "m [per-layer]", row, swapped, 2.0)
+    (tmp_path / "results.energy.json").write_text(json.dumps({"m [per-layer]": {"layers": []}}))
+    assert _same_assignment(out, "m [per-layer]", row, swapped, 2.0)  # older sidecar
+    assert not _same_assignment(out, "m [per-layer]", row, swapped, 2.1)
+    assert not _same_assignment(out, "m [per-layer]", row, {"a": 0.41, "b": 0.5}, 2.0)
 
 
 @pytest.mark.parametrize("old, new, message", [
