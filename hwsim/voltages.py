@@ -36,6 +36,7 @@ assignment_seed (a CRC of its voltages mixed into point_seed).
 """
 from __future__ import annotations
 
+import json
 import math
 import sys
 import zlib
@@ -56,7 +57,7 @@ from .ber import V_NOMINAL, BerModel, check_voltage
 from .domain_energy import domain_layer_energy, domains_of, price
 from .domains import Domain, warn_arch
 from .energy import NetworkEnergy
-from .files import read_json, read_yaml, write_text_atomic
+from .files import read_json, read_yaml, write_json_atomic, write_text_atomic
 from .sweep import (append_rows, checkpoint_test_data, energy_sidecar, file_sha256,
                     load_quantized, model_energy, point_row, point_seed, read_rows,
                     update_sidecar, voltage_grid)
@@ -192,12 +193,19 @@ class Evaluator:
 
 
 def sensitivity(ev: Evaluator, grid: list[float], max_drop: float, realizations: int,
-                seed: int = 0, log=None) -> dict[str, dict[float, float]]:
+                seed: int = 0, log=None, done: dict | None = None,
+                on_layer=None) -> dict[str, dict[float, float]]:
     """{layer: {V: accuracy drop (fraction) with only that layer faulty at eps(V)}}, V from
-    the top of the grid down, stopping below the first V whose drop exceeds max_drop."""
+    the top of the grid down, stopping below the first V whose drop exceeds max_drop.
+    `done`: layers measured before (kept as they are: each layer's draws are seeded by its
+    index, so resuming gives what an uninterrupted run would); `on_layer(name, drops)` after
+    each newly measured layer."""
     top = max(grid)
     out = {}
     for i, name in enumerate(ev.layers):
+        if done and name in done:
+            out[name] = done[name]
+            continue
         drops, n_bits = {}, ev.stored.sizes[i] * ev.stored.layer_bits[i]
         for v in sorted(grid, reverse=True):
             # |E[acc] - clean| <= P(any flip in the layer): below BOUND_SHARE of the budget
@@ -213,6 +221,8 @@ def sensitivity(ev: Evaluator, grid: list[float], max_drop: float, realizations:
             if drops[v] > max_drop:
                 break
         out[name] = drops
+        if on_layer:
+            on_layer(name, drops)
         if log:
             low = min(v for v, d in drops.items() if d <= max_drop) if any(
                 d <= max_drop for d in drops.values()) else None
@@ -439,6 +449,14 @@ def optimize_voltages(checkpoint: str, arch: str, max_drop_points: float, grid: 
     law = layer_energies(energy, ev.layers)
     energies = law.nominal()
     log = (lambda s: print(s, file=sys.stderr)) if progress else None
+    partial = None
+    if recorded is None and out is not None and max_drop_points > 0:
+        partial = partial_sensitivity_file(out)
+        recorded = resumable_sensitivity(
+            sens_ev, grid, max_drop_points / 100, sens_realizations, seed, log, partial,
+            {"checkpoint_sha256": file_sha256(checkpoint), "grid": [min(grid), max(grid),
+             len(grid)], "ber_model": vars(ber_model) | {}, "max_drop_points": max_drop_points,
+             "sensitivity_images": sens_n, "sens_realizations": sens_realizations, "seed": seed})
     res = optimize(ev, law, vn, grid, max_drop_points / 100, seed=seed,
                    realizations=realizations, sens_realizations=sens_realizations,
                    ci_target=ci_target, log=log, sens_ev=sens_ev, sens_model=sens_model,
@@ -469,7 +487,42 @@ def optimize_voltages(checkpoint: str, arch: str, max_drop_points: float, grid: 
     }
     if out is not None:
         write_text_atomic(out, yaml.safe_dump(_plain(doc), sort_keys=False))
+    if partial is not None:
+        partial.unlink(missing_ok=True)
     return doc
+
+
+def partial_sensitivity_file(out: str | Path) -> Path:
+    """Where optimize-voltages keeps the layers measured so far while it writes `out`."""
+    return Path(f"{out}.sensitivity.partial.json")
+
+
+def resumable_sensitivity(sens_ev: Evaluator, grid, max_drop: float, realizations: int,
+                          seed: int, log, partial: Path, settings: dict) -> dict:
+    """sensitivity() with every measured layer saved to `partial` (JSON, atomically), and the
+    layers already there reused when it was written with the same `settings` (checkpoint
+    sha256, grid, BER model, max drop, images, realizations, seed); otherwise, or when it is
+    not such a file, measured again."""
+    settings = json.loads(json.dumps(settings))  # as it reads back
+    done: dict[str, dict[float, float]] = {}
+    if partial.exists():
+        try:
+            rec = json.loads(partial.read_text())
+            if rec["settings"] == settings:
+                done = {str(n): {float(v): float(d) for v, d in pts.items()}
+                        for n, pts in rec["layers"].items() if n in sens_ev.layers}
+            reason = f"{len(done)} of {len(sens_ev.layers)} layers reused" if done else \
+                "measured with other settings; measuring again"
+        except (ValueError, TypeError, KeyError, AttributeError, UnicodeDecodeError):
+            reason = "not a partial sensitivity file; measuring again"
+        if log:
+            log(f"{partial}: {reason}")
+
+    def save(name, drops):
+        done[name] = drops
+        write_json_atomic(partial, {"settings": settings, "layers": {
+            n: {repr(float(v)): d for v, d in pts.items()} for n, pts in done.items()}})
+    return sensitivity(sens_ev, grid, max_drop, realizations, seed, log, done, save)
 
 
 def recorded_sensitivity(path, checkpoint, grid, max_drop_points, ber_model, layers):

@@ -152,6 +152,59 @@ def test_optimize_voltages_end_to_end_verified(trained, digits, tmp_path, capsys
     assert indep.mean >= acc["clean"] - 0.01 - 2 * indep.ci95
 
 
+def test_interrupted_sensitivity_resumes_to_the_uninterrupted_result(digits, tmp_path):
+    """optimize-voltages saves each measured layer's sensitivity beside --out; a killed run
+    resumed with the same settings measures only the missing layers and writes the document
+    an uninterrupted run writes; other settings measure again; the partial file goes at the
+    end."""
+    from hwsim.models.estimate import estimate_accuracy
+    from hwsim.voltages import optimize_voltages, partial_sensitivity_file
+    ckpt = str(ROOT / "studies/results/digits_quickstart/checkpoints/normal.pt")
+    kw = dict(seed=0, realizations=5, sens_realizations=2, data=digits[1], progress=False)
+    grid = parse_grid("0.38:0.50:0.02")
+    whole = optimize_voltages(ckpt, ARCH, 1.0, grid, out=tmp_path / "a.yaml", **kw)
+    assert not partial_sensitivity_file(tmp_path / "a.yaml").exists()
+    last = list(whole["layers"])[-1]
+    measured = []
+
+    def killed_at(layer):
+        def est(model, xy, ber, **k):
+            if isinstance(ber, dict) and len(ber) == 1:
+                measured.append(next(iter(ber)))
+                if layer in ber:
+                    raise KeyboardInterrupt  # killed while measuring `layer`
+            return estimate_accuracy(model, xy, ber, **k)
+        return est
+    out = tmp_path / "b.yaml"
+    with pytest.raises(KeyboardInterrupt):
+        optimize_voltages(ckpt, ARCH, 1.0, grid, out=out, estimate=killed_at(last), **kw)
+    part = json.loads(partial_sensitivity_file(out).read_text())
+    assert list(part["layers"]) == list(whole["layers"])[:-1] and not out.exists()
+    first = list(whole["layers"])[0]
+    assert {float(v): d * 100 for v, d in part["layers"][first].items()} == pytest.approx(
+        whole["sensitivity_drop_points"][first], abs=1e-12)
+    measured.clear()
+    resumed = optimize_voltages(ckpt, ARCH, 1.0, grid, out=out, estimate=killed_at(None),
+                                **kw)
+    assert set(measured) == {last}  # only the missing layer measured
+    assert resumed["sensitivity_drop_points"] == whole["sensitivity_drop_points"]
+    assert resumed["layers"] == whole["layers"] and resumed["accuracy"] == whole["accuracy"]
+    assert not partial_sensitivity_file(out).exists()
+    # a partial file of other settings (seed) is not reused
+    (tmp_path / "c.yaml.sensitivity.partial.json").write_text(json.dumps(part))
+    import hwsim.voltages as hv
+    seen = {}
+    orig = hv.sensitivity
+    hv.sensitivity = lambda *a, **k: seen.update(done=dict(a[6])) or orig(*a, **k)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            optimize_voltages(ckpt, ARCH, 1.0, grid, out=tmp_path / "c.yaml",
+                              estimate=killed_at(first), **(kw | {"seed": 1}))
+    finally:
+        hv.sensitivity = orig
+    assert seen["done"] == {}
+
+
 def test_per_layer_energy_uses_the_domain_law_with_leakage():
     """voltages.py prices an assignment with the domains' own law (Domain.factor): with a
     leakage share it equals hwsim.domain_energy.price of the same per-layer voltages, and a
