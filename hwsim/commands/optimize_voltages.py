@@ -52,7 +52,9 @@ def register(sub) -> None:
                    help="bits per activation in the energy model (default 8)")
     add_seed(p)
     p.add_argument("--data-root", help="override the checkpoint's data root")
-    p.add_argument("--out", help="write the assignment YAML here (atomically)")
+    p.add_argument("--out", help="write the assignment YAML here (atomically); the sensitivity "
+                   "is saved per layer in OUT.sensitivity.partial.json meanwhile, and a rerun "
+                   "with the same arguments resumes from it")
     p.add_argument("--no-progress", action="store_true")
     add_ber_model(p)
     add_threads(p)
