@@ -43,6 +43,7 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import yaml
 
@@ -258,6 +259,63 @@ def flip_model(drops: dict[float, float], n_bits: int, ber_model: BerModel,
     return {v: c * lam[v] for v in drops}
 
 
+def drop_per_ber(sens: dict[str, dict[float, float]], bits: dict[str, int],
+                 ber_model: BerModel, max_drop: float) -> dict[str, float]:
+    """{layer: k_l}, the flips model's accuracy drop (fraction) per unit bit error rate of each
+    layer (flip_model's c_l x the layer's stored bits)."""
+    out = {}
+    for name, drops in sens.items():
+        fit = flip_model(drops, bits[name], ber_model, max_drop)
+        v = min(fit)
+        out[name] = fit[v] / ber_model.ber(v)
+    return out
+
+
+CEILING_STEP = 0.0005  # V: the continuous optimum's voltage grid
+
+
+def continuous_optimum(k: dict[str, float], law: "LayerEnergies", ber_model: BerModel,
+                       v_nominal: float, target: float) -> tuple[float, dict[str, float]]:
+    """(weight-domain energy, {layer: V}) minimising law.total subject to the flips model's
+    drop sum_l k_l eps(V_l) <= target, voltages on a CEILING_STEP grid from 0.2 V to
+    v_nominal: each layer at the argmin of E_l(V) + mu k_l eps(V), mu the smallest Lagrange
+    multiplier within target (geometric bisection)."""
+    fine = np.round(np.arange(0.2, v_nominal + 1e-9, CEILING_STEP), 6)
+    eps = np.array([ber_model.ber(float(v)) for v in fine])
+    energy = {n: np.array([law.layer(n, float(v)) for v in fine]) for n in k}
+
+    def choose(mu):
+        return {n: int(np.argmin(energy[n] + mu * k[n] * eps)) for n in k}
+    lo, hi = 1e-12, 1e12
+    for _ in range(200):
+        mid = (lo * hi) ** 0.5
+        if sum(k[n] * eps[i] for n, i in choose(mid).items()) > target:
+            lo = mid
+        else:
+            hi = mid
+    idx = choose(hi)
+    return (float(sum(energy[n][i] for n, i in idx.items())),
+            {n: float(fine[i]) for n, i in idx.items()})
+
+
+def flips_ceiling(k: dict[str, float], law: "LayerEnergies", ber_model: BerModel,
+                  v_nominal: float, max_drop: float) -> dict | None:
+    """How much per-layer voltages can save at all under the flips model: the continuous
+    per-layer optimum against the continuous uniform voltage, both spending the whole
+    `max_drop` (fraction) by the model. An order of magnitude for a designer, not a bound
+    (the model's drops are fitted, not exact). None when no voltage meets max_drop."""
+    fine = np.round(np.arange(0.2, v_nominal + 1e-9, CEILING_STEP), 6)
+    ok = [float(v) for v in fine if sum(k.values()) * ber_model.ber(float(v)) <= max_drop]
+    if not ok:
+        return None
+    vu = min(ok)
+    e_uni = law.total(dict.fromkeys(k, vu))
+    e_opt, volts = continuous_optimum(k, law, ber_model, v_nominal, max_drop)
+    return {"saving_vs_uniform": 1 - e_opt / e_uni if e_uni else 0.0,
+            "uniform_voltage": vu, "uniform_energy_uJ": e_uni, "energy_uJ": e_opt,
+            "layer_voltages": [min(volts.values()), max(volts.values())]}
+
+
 def greedy(sens: dict[str, dict[float, float]], energies: dict[str, float], v_nominal: float,
            budget: float) -> dict[str, float]:
     """The greedy search (module docstring, step 2) within a predicted-drop `budget`;
@@ -337,6 +395,7 @@ class Result:
     source: str  # 'greedy' or 'uniform'
     attempts: list[dict] = field(default_factory=list)
     sensitivity: dict = field(default_factory=dict)
+    ceiling: dict | None = None  # flips_ceiling of the sensitivity
 
     @property
     def saving(self) -> float:
@@ -360,10 +419,14 @@ def optimize(ev: Evaluator, energies: dict[str, float], v_nominal: float, grid: 
     if sens is None:
         sens = sensitivity(sens_ev or ev, grid, max_drop, sens_realizations, seed, log)
     curves = sens
+    bits = dict(zip(ev.layers, (n * b for n, b in zip(ev.stored.sizes, ev.stored.layer_bits))))
     if sens_model == "flips":
-        bits = dict(zip(ev.layers, (n * b for n, b in zip(ev.stored.sizes,
-                                                         ev.stored.layer_bits))))
         curves = {n: flip_model(d, bits[n], ev.ber_model, max_drop) for n, d in sens.items()}
+    ceiling = flips_ceiling(drop_per_ber(sens, bits, ev.ber_model, max_drop), energies,
+                            ev.ber_model, v_nominal, max_drop)
+    if log and ceiling:
+        log(f"ceiling (flips model, continuous voltages): per-layer voltages can save about "
+            f"{ceiling['saving_vs_uniform'] * 100:.1f}% against one uniform voltage here")
     uniform = best_uniform(ev, grid, energies, v_nominal, max_drop, seed, realizations,
                            ci_target)
     attempts, found, seen = [], None, {}
@@ -395,8 +458,8 @@ def optimize(ev: Evaluator, energies: dict[str, float], v_nominal: float, grid: 
         else:
             budget = (passed + failed) / 2
     if found is not None and found.energy_uJ < uniform.energy_uJ:
-        return Result(found, uniform, "greedy", attempts, sens)
-    return Result(uniform, uniform, "uniform", attempts, sens)
+        return Result(found, uniform, "greedy", attempts, sens, ceiling)
+    return Result(uniform, uniform, "uniform", attempts, sens, ceiling)
 
 
 def _eval_setup(checkpoint, data, data_root, device, with_test: bool = True):
@@ -481,6 +544,7 @@ def optimize_voltages(checkpoint: str, arch: str, max_drop_points: float, grid: 
                     "energy_weight_domain_uJ": res.uniform.energy_uJ,
                     "accuracy": res.uniform.accuracy()},
         "saving_vs_uniform": res.saving,
+        "ceiling_flips_model": res.ceiling,
         "attempts": res.attempts,
         "sensitivity_drop_points": {n: {float(v): d * 100 for v, d in s.items()}
                                     for n, s in res.sensitivity.items()},

@@ -492,6 +492,26 @@ def test_flip_model_fits_one_damage_per_flip_coefficient():
     assert flip_model({0.8: 1e-9}, n, bm, 0.01) == {0.8: 1e-9}  # bound only: as measured
 
 
+def test_flips_ceiling_spreads_voltages_only_where_sensitivity_differs():
+    """Equal layers: the continuous per-layer optimum is the uniform voltage (saving 0); a
+    100x more sensitive layer sits higher and the others lower, saving energy at the same
+    modelled drop; a budget no voltage meets gives None."""
+    from hwsim.voltages import LayerEnergies, continuous_optimum, flips_ceiling
+    bm = BerModel()
+    law = LayerEnergies.of({"a": 1.0, "b": 1.0, "c": 1.0}, 0.8)
+    same = flips_ceiling(dict.fromkeys("abc", 1.0), law, bm, 0.8, 0.01)
+    assert abs(same["saving_vs_uniform"]) < 1e-3
+    assert same["layer_voltages"][0] == same["layer_voltages"][1] == same["uniform_voltage"]
+    k = {"a": 100.0, "b": 1.0, "c": 1.0}
+    c = flips_ceiling(k, law, bm, 0.8, 0.01)
+    assert c["saving_vs_uniform"] > 0.01
+    e, volts = continuous_optimum(k, law, bm, 0.8, 0.01)
+    assert volts["a"] > volts["b"] == volts["c"] and e == pytest.approx(c["energy_uJ"])
+    assert sum(k[n] * bm.ber(v) for n, v in volts.items()) <= 0.01
+    assert law.total(volts) == pytest.approx(e)
+    assert flips_ceiling(dict.fromkeys("abc", 1e12), law, bm, 0.8, 0.01) is None
+
+
 def test_sensitivity_from_reuses_a_recorded_run(tmp_path):
     """--sensitivity-from: the committed digits run's sensitivity, reused with the same
     settings, reproduces its assignment and accuracy without measuring it again; another
@@ -513,6 +533,9 @@ def test_sensitivity_from_reuses_a_recorded_run(tmp_path):
     assert got["accuracy"]["mean"] == pytest.approx(doc["accuracy"]["mean"], abs=1e-12)
     assert got["sensitivity_from"] == str(DIGITS_ASSIGNMENT)
     assert got["sensitivity_images"] == 360  # recorded before --sens-images: all of them
+    ceil = got["ceiling_flips_model"]  # studies/results/resnet20_voltages/ceiling.py: 6.0%
+    assert ceil["saving_vs_uniform"] == pytest.approx(0.0597, abs=5e-4)
+    assert ceil["layer_voltages"] == pytest.approx([0.405, 0.471])
     bad = [(dict(grid=parse_grid("0.36:0.80:0.02")), "grid"),
            (dict(max_drop_points=2.0), "max drop 1.0 points, less than 2"),
            (dict(checkpoint=str(ROOT / "studies/results/digits_quickstart/checkpoints/"

@@ -105,6 +105,11 @@ def run(args) -> int:
     print(f"best uniform: {uni['voltage']:.3f} V, {uni['energy_weight_domain_uJ']:.4g} uJ, "
           f"{uni['accuracy']['mean'] * 100:.2f}% +/- {uni['accuracy']['ci95'] * 100:.2f}; "
           f"saving vs uniform {doc['saving_vs_uniform'] * 100:.1f}%")
+    ceil = doc.get("ceiling_flips_model")
+    if ceil:
+        print(f"ceiling (flips model, continuous voltages): "
+              f"{ceil['saving_vs_uniform'] * 100:.1f}% vs uniform "
+              f"(layers {ceil['layer_voltages'][0]:.3f}-{ceil['layer_voltages'][1]:.3f} V)")
     if args.out:
         print(f"wrote {args.out}")
     return 0
