@@ -12,6 +12,7 @@ from hwsim.models import StoredWeights, load_checkpoint, quant_layers
 from hwsim.models.attacks import (BitSearch, HeldOutCheck, _ce, bfa_nflip, bfa_run, bit_weights,
                             hamming_distance, random_guess_threshold, random_nflip,
                             split_attack_batch, tbfa, tbfa_all_pairs)
+from hwsim.models.errors import ConfigError
 from hwsim.models.faults import from_unsigned, to_unsigned
 from hwsim.models.train import TrainConfig, train
 
@@ -203,6 +204,35 @@ def test_tbfa_reaches_target_and_keeps_other_classes(models, digits):
     json.dumps(r)
 
 
+def test_tbfa_paper_protocol_split_and_stop(models, digits):
+    """--protocol paper: half the source class plus as many other images attack, the rest is
+    held out (disjoint, seeded); the run stops once the attacked or held-out source images
+    reach the target ASR, which it reports for both."""
+    from hwsim.models.attacks import tbfa_split
+    y = digits[1].tensors()[1]
+    a, h = tbfa_split(y, 3, seed=0, protocol="paper")
+    n3 = int((y == 3).sum())
+    assert int((y[a] == 3).sum()) == n3 // 2 and len(a) == 2 * (n3 // 2)
+    assert len(set(a.tolist()) | set(h.tolist())) == len(y) and not set(a.tolist()) & set(
+        h.tolist())
+    a1, _ = tbfa_split(y, 3, seed=1, protocol="paper")
+    assert a1.tolist() != a.tolist()
+    assert tbfa_split(y, 3, seed=0, protocol="paper")[0].tolist() == a.tolist()
+    a2, _ = tbfa_split(y, 3, seed=0, protocol="paper", source_images=5, aux_images=7)
+    assert int((y[a2] == 3).sum()) == 5 and len(a2) == 12
+    with pytest.raises(ConfigError, match="source images 1000"):
+        tbfa_split(y, 3, seed=0, protocol="paper", source_images=1000)
+    with pytest.raises(ConfigError, match="protocol 'x'"):
+        tbfa_split(y, 3, seed=0, protocol="x")
+    r = tbfa(models["normal"], digits[1], 3, 8, seeds=2, max_flips=100, protocol="paper",
+             target_asr=1.0)
+    assert r["protocol"] == "paper" and r["attack_source_images"] == n3 // 2
+    assert all(r["reached"])
+    assert all(max(x, z) >= 1.0 for x, z in zip(r["asrs"], r["attack_asrs"]))
+    assert r["other_accuracy_mean"] > 0.8 and 1 <= r["n_flip_mean"] <= 100
+    json.dumps(r)
+
+
 def test_tbfa_all_pairs_matrix(models, digits):
     r = tbfa_all_pairs(models["normal"], digits[1], classes=[0, 1, 2], seeds=1, max_flips=60)
     assert len(r["pairs"]) == 6
@@ -241,6 +271,9 @@ def test_cli_tbfa_text(trained, capsys):
                  "--target", "8", "--seeds", "1", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "3 -> 8" in out and "attack success rate" in out
+    assert main(["attack", "tbfa", "--checkpoint", str(trained("normal")), "--source", "3",
+                 "--target", "8", "--source-images", "5", "--no-progress"]) == 2
+    assert "apply to --protocol paper only" in capsys.readouterr().err
 
 
 def test_prefix_reuse_gives_the_same_flips(models, digits):
