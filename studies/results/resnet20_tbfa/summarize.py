@@ -25,10 +25,15 @@ def load(m: str, src: str, dst: str) -> dict | None:
     return json.loads(p.read_text()) if p.exists() else None
 
 
+def attacked(r: dict) -> str:
+    a = r.get("attack_asrs")
+    return f" ({100 * np.mean(a):.1f})" if a else ""
+
+
 def main() -> None:
     pct = lambda v: f"{100 * v:.1f}"
-    print("| checkpoint | source -> target | N_flip (mean +/- std) | per seed | ASR % | "
-          "reached 99% | other classes acc % before -> after |")
+    print("| checkpoint | source -> target | N_flip (mean +/- std) | per seed | ASR % held-out "
+          "(attacked) | reached | other classes acc % before -> after |")
     print("|---|---|---|---|---|---|---|")
     flips: dict[str, list[float]] = {}
     summary = {}
@@ -37,7 +42,8 @@ def main() -> None:
         rows = [(s, d, r) for s, d, r in rows if r]
         for s, d, r in rows:
             print(f"| {m} | {s} -> {d} | {r['n_flip_mean']:.1f} +/- {r['n_flip_std']:.1f} | "
-                  f"{', '.join(map(str, r['n_flips']))} | {pct(r['asr_mean'])} | "
+                  f"{', '.join(map(str, r['n_flips']))} | {pct(r['asr_mean'])}"
+                  f"{attacked(r)} | "
                   f"{sum(r['reached'])}/{len(r['reached'])} | "
                   f"{pct(r['clean_other_accuracy_mean'])} -> {pct(r['other_accuracy_mean'])} |")
         flips[m] = [n for _, _, r in rows for n in r["n_flips"]]
