@@ -50,7 +50,7 @@ import yaml
 from hwsim.models.checkpoint import method_name
 from hwsim.models.device import resolve_device
 from hwsim.models.errors import ConfigError
-from hwsim.models.estimate import estimate_accuracy
+from hwsim.models.estimate import Estimate, estimate_accuracy
 from hwsim.models.evaluate import StoredWeights, accuracy, on_model_device
 from hwsim.models.quant import quant_layers
 
@@ -365,17 +365,25 @@ def verify(ev: Evaluator, volts, energies, v_nominal, seed, realizations, ci_tar
 
 
 def best_uniform(ev: Evaluator, grid, energies, v_nominal, max_drop, seed, realizations,
-                 ci_target) -> Point:
+                 ci_target, known: dict | None = None, seen: dict | None = None) -> Point:
     """The lowest grid voltage whose uniform point keeps the mean within max_drop of clean,
     by bisection over the grid (accuracy taken as non-decreasing in V; ~log2(len(grid)) + 2
-    sweep points); the top of the grid when even that fails."""
+    sweep points); the top of the grid when even that fails. `known`: {V: Estimate} verified
+    before with the same seed and settings (reused, not evaluated); `seen` collects every
+    uniform point's {V: Estimate}."""
     vs = sorted(grid)
     pts = {}
+    known = {round(float(v), 6): e for v, e in (known or {}).items()}
 
     def point(i):
         if i not in pts:
-            pts[i] = verify(ev, dict.fromkeys(ev.layers, vs[i]), energies, v_nominal, seed,
-                            realizations, ci_target)
+            volts = dict.fromkeys(ev.layers, vs[i])
+            e = known.get(round(vs[i], 6))
+            pts[i] = Point(volts, domain_energy(volts, energies, v_nominal), e,
+                           assignment_seed(seed, volts)) if e is not None else verify(
+                ev, volts, energies, v_nominal, seed, realizations, ci_target)
+            if seen is not None:
+                seen[round(vs[i], 6)] = pts[i].est
         return pts[i]
     ok = lambda i: ev.clean - point(i).est.mean <= max_drop
     lo, hi = 0, len(vs) - 1
@@ -396,6 +404,7 @@ class Result:
     attempts: list[dict] = field(default_factory=list)
     sensitivity: dict = field(default_factory=dict)
     ceiling: dict | None = None  # flips_ceiling of the sensitivity
+    uniform_points: dict = field(default_factory=dict)  # {V: Estimate} of best_uniform
 
     @property
     def saving(self) -> float:
@@ -407,7 +416,7 @@ def optimize(ev: Evaluator, energies: dict[str, float], v_nominal: float, grid: 
              max_drop: float, *, seed: int = 0, realizations: int = 50,
              sens_realizations: int = 10, ci_target: float | None = None, log=None,
              sens_ev: Evaluator | None = None, sens_model: str = "measured",
-             sens: dict | None = None) -> Result:
+             sens: dict | None = None, uniform_known: dict | None = None) -> Result:
     """Steps 1-4 of the module docstring; max_drop is a fraction (0.01 = 1 point).
     `sens_ev`: the Evaluator of step 1 (default `ev`; e.g. ev.subset(n)); `sens`: step 1's
     result from an earlier run (then step 1 is skipped); `sens_model`: SENS_MODELS."""
@@ -427,8 +436,9 @@ def optimize(ev: Evaluator, energies: dict[str, float], v_nominal: float, grid: 
     if log and ceiling:
         log(f"ceiling (flips model, continuous voltages): per-layer voltages can save about "
             f"{ceiling['saving_vs_uniform'] * 100:.1f}% against one uniform voltage here")
+    uniform_points: dict = {}
     uniform = best_uniform(ev, grid, energies, v_nominal, max_drop, seed, realizations,
-                           ci_target)
+                           ci_target, uniform_known, uniform_points)
     attempts, found, seen = [], None, {}
     passed = failed = None  # the largest passing and smallest failing budget so far
     budget = max_drop
@@ -458,8 +468,8 @@ def optimize(ev: Evaluator, energies: dict[str, float], v_nominal: float, grid: 
         else:
             budget = (passed + failed) / 2
     if found is not None and found.energy_uJ < uniform.energy_uJ:
-        return Result(found, uniform, "greedy", attempts, sens, ceiling)
-    return Result(uniform, uniform, "uniform", attempts, sens, ceiling)
+        return Result(found, uniform, "greedy", attempts, sens, ceiling, uniform_points)
+    return Result(uniform, uniform, "uniform", attempts, sens, ceiling, uniform_points)
 
 
 def _eval_setup(checkpoint, data, data_root, device, with_test: bool = True):
@@ -491,13 +501,16 @@ def optimize_voltages(checkpoint: str, arch: str, max_drop_points: float, grid: 
         raise ConfigError(f"sens-model {sens_model!r}: valid: {', '.join(SENS_MODELS)}")
     model, config, test = _eval_setup(checkpoint, data, data_root, device)
     ev = Evaluator(model, test, ber_model, estimate=estimate)
-    recorded, sens_n = None, None
+    recorded, sens_n, known = None, None, None
+    verification = {"seed": seed, "realizations": realizations, "ci_target": ci_target,
+                    "images": len(ev.xy[1])}
     if sensitivity_from is not None:
         if sens_images is not None:
             raise ConfigError("--sens-images with --sensitivity-from: the sensitivity is "
                               "reused, not measured")
         recorded, sens_n = recorded_sensitivity(sensitivity_from, checkpoint, grid,
                                                 max_drop_points, ber_model, ev.layers)
+        known = recorded_uniform_points(sensitivity_from, verification)
         sens_n = sens_n or len(ev.xy[1])  # files from before --sens-images: all images
         sens_ev = ev
     else:
@@ -523,7 +536,7 @@ def optimize_voltages(checkpoint: str, arch: str, max_drop_points: float, grid: 
     res = optimize(ev, law, vn, grid, max_drop_points / 100, seed=seed,
                    realizations=realizations, sens_realizations=sens_realizations,
                    ci_target=ci_target, log=log, sens_ev=sens_ev, sens_model=sens_model,
-                   sens=recorded)
+                   sens=recorded, uniform_known=known)
     doc = {
         "format": FORMAT, "checkpoint": str(checkpoint),
         "checkpoint_sha256": file_sha256(checkpoint), "method": method_name(config),
@@ -545,6 +558,8 @@ def optimize_voltages(checkpoint: str, arch: str, max_drop_points: float, grid: 
                     "accuracy": res.uniform.accuracy()},
         "saving_vs_uniform": res.saving,
         "ceiling_flips_model": res.ceiling,
+        "verification": verification,
+        "uniform_points": {v: e.as_dict() for v, e in sorted(res.uniform_points.items())},
         "attempts": res.attempts,
         "sensitivity_drop_points": {n: {float(v): d * 100 for v, d in s.items()}
                                     for n, s in res.sensitivity.items()},
@@ -618,6 +633,22 @@ def recorded_sensitivity(path, checkpoint, grid, max_drop_points, ber_model, lay
         raise ConfigError(f"{p}: sensitivity_drop_points must map layer -> {{V: points}}") \
             from None
     return {n: sens[n] for n in layers}, doc.get("sensitivity_images")
+
+
+def recorded_uniform_points(path, verification: dict) -> dict | None:
+    """{V: Estimate} of the uniform points an assignment file recorded, when it was verified
+    with the same seed, realizations, CI target and test-set size (`verification`; the
+    checkpoint, grid and BER model are checked by recorded_sensitivity); else None."""
+    doc = read_yaml(Path(path), "assignment")
+    pts = doc.get("uniform_points") if isinstance(doc, dict) else None
+    if doc.get("verification") != verification or not isinstance(pts, dict):
+        return None
+    fields = set(Estimate.__dataclass_fields__)
+    try:
+        return {float(v): Estimate(**{k: e[k] for k in fields}) for v, e in pts.items()}
+    except (KeyError, TypeError, ValueError):
+        raise ConfigError(f"{path}: uniform_points must map V -> an accuracy estimate "
+                          f"({', '.join(sorted(fields))})") from None
 
 
 def _section(path, key: str, missing: str) -> tuple[Path, dict, dict]:

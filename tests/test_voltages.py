@@ -205,6 +205,34 @@ def test_interrupted_sensitivity_resumes_to_the_uninterrupted_result(digits, tmp
     assert seen["done"] == {}
 
 
+def test_sensitivity_from_reuses_the_recorded_uniform_points(digits, tmp_path, monkeypatch):
+    """A run from --sensitivity-from with the same seed and verification settings takes the
+    recorded uniform points instead of evaluating them again (same best uniform); other
+    verification settings evaluate them."""
+    import hwsim.voltages as hv
+    from hwsim.voltages import optimize_voltages
+    ckpt = str(ROOT / "studies/results/digits_quickstart/checkpoints/normal.pt")
+    kw = dict(seed=0, realizations=5, sens_realizations=2, data=digits[1], progress=False)
+    grid = parse_grid("0.38:0.50:0.02")
+    first = optimize_voltages(ckpt, ARCH, 1.0, grid, out=tmp_path / "a.yaml", **kw)
+    assert len(first["uniform_points"]) >= 2 and first["verification"]["realizations"] == 5
+    uniform_calls = []
+    orig = hv.verify
+
+    def counting(ev, volts, *a, **k):
+        if len(set(volts.values())) == 1:
+            uniform_calls.append(volts)
+        return orig(ev, volts, *a, **k)
+    monkeypatch.setattr(hv, "verify", counting)
+    again = optimize_voltages(ckpt, ARCH, 1.0, grid, sensitivity_from=tmp_path / "a.yaml",
+                              sens_model="flips", **kw)
+    assert uniform_calls == [] and again["uniform"] == first["uniform"]
+    assert again["uniform_points"] == first["uniform_points"]
+    optimize_voltages(ckpt, ARCH, 1.0, grid, sensitivity_from=tmp_path / "a.yaml",
+                      **(kw | {"realizations": 6}))
+    assert uniform_calls
+
+
 def test_per_layer_energy_uses_the_domain_law_with_leakage():
     """voltages.py prices an assignment with the domains' own law (Domain.factor): with a
     leakage share it equals hwsim.domain_energy.price of the same per-layer voltages, and a
