@@ -9,7 +9,8 @@ When even one flip is very unlikely (P(K > 0) < 1e-5) the clean accuracy is retu
 that probability as the (deterministic) error bound.
 Realizations are spent in rounds (proportional/Neyman allocation) until the 95% CI half-width
 reaches `ci_target` (plain MC: after at least `min_realizations`; stratified: after the pilot
-of two per stratum) or the budget is used. The estimate is unbiased; its variance is the usual
+of two per stratum, the strata cut to half the budget so that the pilot fits it: a budget of 2
+is the one stratum K > 0) or the budget is used. The estimate is unbiased; its variance is the usual
 stratified sum_k w_k^2 s_k^2 / n_k.
 Per-layer rates or protection (models.faultplan): K is the total number of hit fault units
 (bits; SECDED: words with >= 2 raw errors), a sum of independent binomials, one per layer;
@@ -90,21 +91,22 @@ def _tail_sampler(n: int, p: float, kmax: int, rng: np.random.Generator):
     return lambda: int(rng.choice(ks, p=pmf))
 
 
-def _strata(n: int, p: float, rng: np.random.Generator, force_mc: bool):
+def _strata(n: int, p: float, rng: np.random.Generator, force_mc: bool,
+            max_strata: int = 13):
     lam = n * p
     if force_mc or lam > PLAIN_MC_ABOVE:
         return "mc", 0.0, [_Stratum(1.0, lambda: int(rng.binomial(n, p)))]
     w0 = float(stats.binom.pmf(0, n, p))
-    rest = 1.0 - w0
-    strata, k = [], 1
-    # explicit strata until the remaining tail holds < 1% of the non-clean mass
-    while k <= n:
-        wk = float(stats.binom.pmf(k, n, p))
-        strata.append(_Stratum(wk, (lambda kk: lambda: kk)(k)))
-        tail = float(stats.binom.sf(k, n, p))
-        if tail <= 0.01 * rest or k >= 12:
-            break
+    rest = tail = 1.0 - w0
+    strata, k = [], 0
+    # explicit strata K = 1, 2, ... until the remaining tail holds < 1% of the non-clean
+    # mass, K = 12, or max_strata - 1 of them (the tail stratum K > k is the last)
+    while k < min(n, 12, max_strata - 1):
         k += 1
+        strata.append(_Stratum(float(stats.binom.pmf(k, n, p)), (lambda kk: lambda: kk)(k)))
+        tail = float(stats.binom.sf(k, n, p))
+        if tail <= 0.01 * rest:
+            break
     if tail > 0:
         strata.append(_Stratum(tail, _tail_sampler(n, p, k, rng)))
     return "stratified", w0, strata
@@ -113,7 +115,7 @@ def _strata(n: int, p: float, rng: np.random.Generator, force_mc: bool):
 GROUP_TAIL = 400  # table of the total count beyond k_max (stratified: <= 6 expected hits)
 
 
-def _strata_groups(ns, qs, rng: np.random.Generator, force_mc: bool):
+def _strata_groups(ns, qs, rng: np.random.Generator, force_mc: bool, max_strata: int = 13):
     """_strata for a sum of independent Binomial(n_g, q_g) hit counts (one per fault group,
     models.faultplan): strata on the total K as above, weights P(K = k) from the exact
     convolution of the group pmfs; within a stratum the per-group counts are drawn from
@@ -142,13 +144,14 @@ def _strata_groups(ns, qs, rng: np.random.Generator, force_mc: bool):
     total = suffix[0]
     w0 = float(total[0])
     rest = 1.0 - w0
-    strata, k = [], 1
-    while k < size:
+    tail = float(total[1:].sum())
+    strata, k = [], 0
+    while k < min(size - 1, 12, max_strata - 1):
+        k += 1
         strata.append(_Stratum(float(total[k]), (lambda kk: lambda: given(kk))(k)))
         tail = float(total[k + 1:].sum())
-        if tail <= 0.01 * rest or k >= 12:
+        if tail <= 0.01 * rest:
             break
-        k += 1
     if tail > 0:
         ks = np.arange(k + 1, size)
         pk = total[k + 1:] / total[k + 1:].sum()
@@ -194,8 +197,9 @@ def estimate_accuracy(model, data, ber, *, max_realizations: int = 50,
         return Estimate(plan.label, clean, clean, 0.0, p_any, 0, "bound",
                         plan.expected_flips())
     rng = np.random.default_rng(seed)
-    kind, w0, strata = (_strata(n_bits, plan.ber, rng, force_mc) if plan.whole else
-                        _strata_groups(plan.ns, plan.qs, rng, force_mc))
+    cap = max(1, max_realizations // 2)  # the pilot (2 per stratum) fits the budget
+    kind, w0, strata = (_strata(n_bits, plan.ber, rng, force_mc, cap) if plan.whole else
+                        _strata_groups(plan.ns, plan.qs, rng, force_mc, cap))
     positions = PositionSampler(n_bits, rng, seed, stored.ints.device, sampler)
 
     def run_one(s: _Stratum):

@@ -3,6 +3,7 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -92,6 +93,27 @@ def test_variance_reduced_estimator_agrees_with_plain_mc(trained, digits, ber):
     if ber < 1e-3:  # few flips: stratification must beat plain MC per realization
         assert est.estimator == "stratified"
         assert est.ci95 < mc.ci95 * math.sqrt(300 / est.realizations)
+
+
+@pytest.mark.parametrize("budget", [2, 4, 6])
+def test_small_budgets_are_respected_by_fewer_strata(trained, digits, budget):
+    """The stratified pilot (2 per stratum) fits a small realization budget: the strata are
+    cut to budget // 2 (the last one the tail K > k), weights still summing to P(K > 0), and
+    the estimate agrees with plain MC."""
+    from scipy import stats
+    from hwsim.models.estimate import _strata
+    model, _ = load_checkpoint(trained("normal"))
+    n_bits = StoredWeights(model).n_bits
+    ber = 4.0 / n_bits  # 4 expected flips: 9 strata without the cap
+    kind, w0, strata = _strata(n_bits, ber, np.random.default_rng(0), False, budget // 2)
+    assert kind == "stratified" and len(strata) == budget // 2
+    assert w0 + sum(s.weight for s in strata) == pytest.approx(1.0, abs=1e-12)
+    assert strata[-1].weight == pytest.approx(stats.binom.sf(budget // 2 - 1, n_bits, ber))
+    est = estimate_accuracy(model, digits[1], ber, max_realizations=budget, seed=3)
+    assert est.estimator == "stratified" and est.realizations == budget
+    mc = evaluate_under_bit_errors(model, digits[1], ber, realizations=300, seed=4)
+    sigma = math.hypot(est.std / math.sqrt(budget), mc.ci95 / 1.96)
+    assert abs(est.mean - mc.mean) <= 4 * sigma + 1e-3
 
 
 def test_ci_target_stops_early(trained, digits):

@@ -1,0 +1,24 @@
+#!/bin/bash
+# ResNet-20 / CIFAR-10 (JPEG q75 copy) trained from scratch with the WCAT paper's recipe
+# (App. B.2; issue 21 item 3): SGD Nesterov 0.9, weight decay 5e-4, batch 128, cosine from lr
+# 0.1 over EPOCHS (default 300), seed 0. One checkpoint per method, written after every epoch
+# with its optimizer, schedule and random state, so a killed run continues where it stopped:
+# rerun the same command (on any machine; DEVICE=cuda on a GPU). Each epoch's test accuracy
+# is a JSON line in <checkpoint>.log (the accuracy-vs-epochs record).
+#   bash run.sh [float|normal|wcat_bfn ...]     (default: float)
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+here=studies/results/resnet20_scratch
+hwsim=${HWSIM:-.venv/bin/hwsim}
+for m in "${@:-float}"; do
+  case $m in
+    float) q=(--quantizer float --compile) ;;
+    normal) q=(--quantizer normal --bits 4) ;;
+    wcat_bfn) q=(--quantizer wcat --bits 4 --bfn-rate 0.005 --param weight_decay_a=0.01) ;;
+    *) echo "run.sh: unknown method $m (valid: float, normal, wcat_bfn)" >&2; exit 2 ;;
+  esac
+  "$hwsim" train --model resnet20 --data cifar10 --data-root ../shared/data/cifar10-jpeg.tar.gz \
+    "${q[@]}" --epochs "${EPOCHS:-300}" --batch-size 128 --lr 0.1 --momentum 0.9 \
+    --weight-decay 5e-4 --seed 0 --threads "${THREADS:-2}" ${DEVICE:+--device $DEVICE} \
+    --no-progress --out "$here/$m.pt" --resume
+done
