@@ -47,7 +47,8 @@ def train_config(study: Study, m: Method) -> TrainConfig:
                        bfn_rate=t.bfn_rate if m.bfn else 0.0, quantizer_params=dict(m.params),
                        epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, momentum=t.momentum,
                        weight_decay=t.weight_decay, seed=study.seed, init_from=t.init_from,
-                       act_bfn_rate=t.act_bfn_rate if m.act_bfn else 0.0)
+                       act_bfn_rate=t.act_bfn_rate if m.act_bfn else 0.0,
+                       adv_flips=m.adv_flips)
 
 
 def _trained(path: Path, cfg: TrainConfig) -> bool:

@@ -70,6 +70,7 @@ class Method:
     checkpoint: str | None = None  # use an existing checkpoint instead of training
     layer_bits: dict = field(default_factory=dict)  # {layer: bits} overriding bits
     act_bfn: bool = False  # bit-flip noise on the 8-bit activations too (issue 22)
+    adv_flips: int = 0  # adversarial training with BFA in the loop (models/adversarial.py)
 
 
 @dataclass
@@ -341,8 +342,9 @@ def load_study(path: str | Path) -> Study:
         except ConfigError as e:
             r.fail(f"{p}.params", str(e))
         layer_bits = _layer_bits(r, m.get("layer_bits"), f"{p}.layer_bits", network)
+        adv = r.number(m.get("adv_flips", 0), f"{p}.adv_flips", 0, None, integer=True)
         methods.append(Method(name, q, bits, bfn, params, m.get("checkpoint"), layer_bits,
-                              act_bfn))
+                              act_bfn, adv))
 
     pos_int = lambda lo: (lambda v, p: r.number(v, p, lo, None, integer=True))
     pos = lambda v, p: r.number(v, p, 1e-12)

@@ -315,16 +315,20 @@ class QuantLayer:
     quantizer: Quantizer
     bfn_rate: float
     weight_override: torch.Tensor | None
+    weight_delta: torch.Tensor | None  # added straight through (models.adversarial)
 
     def _setup(self, quantizer: Quantizer, bfn_rate: float):
         self.quantizer = quantizer
         self.bfn_rate = float(bfn_rate)
         self.weight_override = None
+        self.weight_delta = None
 
     def effective_weight(self) -> torch.Tensor:
         if self.weight_override is not None:
             return self.weight_override
         w_hat = self.quantizer(self.weight)
+        if getattr(self, "weight_delta", None) is not None:
+            w_hat = w_hat + self.weight_delta
         if self.training and self.bfn_rate > 0:
             # one fresh realization per forward; backward straight through (dW~/dW = 1)
             ints, scale = self.quantizer.integers(self.weight)

@@ -42,6 +42,16 @@ class TrainConfig:
     init_from: str | None = None  # checkpoint to fine-tune from (e.g. a float baseline)
     layer_bits: dict | None = None  # {layer: bits} overriding `bits` (mixed precision)
     act_bfn_rate: float = 0.0  # bit-flip noise on 8-bit activations (models/activations.py)
+    adv_flips: int = 0  # BFA in the loop: flips per step (models/adversarial.py); 0 = off
+    adv_start_loss: float = 1.75
+    adv_clip: float = 0.05
+
+    def adversarial(self):
+        """models.adversarial.AdversarialFlips of this recipe, or None."""
+        if not self.adv_flips:
+            return None
+        from .adversarial import AdversarialFlips
+        return AdversarialFlips(self.adv_flips, self.adv_start_loss, self.adv_clip)
 
     def recipe(self) -> dict:
         """The fields as a dict (checkpoint config.train); layer_bits only when set, so
@@ -51,6 +61,9 @@ class TrainConfig:
             del d["layer_bits"]
         if not d["act_bfn_rate"]:  # likewise: recipes without activation noise read as before
             del d["act_bfn_rate"]
+        if not d["adv_flips"]:  # and without adversarial training
+            for k in ("adv_flips", "adv_start_loss", "adv_clip"):
+                del d[k]
         # and quantizer options added later (e.g. wcat estimator: ste) when at their default
         d["quantizer_params"] = canonical_params(self.quantizer, d["quantizer_params"])
         return d
@@ -78,6 +91,11 @@ class TrainConfig:
         if self.act_bfn_rate > 0 and self.quantizer is None:
             raise ConfigError("activation bit-flip noise needs a quantizer (it acts at the "
                               "inputs of quantized layers)")
+        if self.adv_flips:
+            if self.quantizer is None:
+                raise ConfigError("adversarial bit-flip training needs a quantizer (stored "
+                                  "integers)")
+            self.adversarial().validate()
 
     def model_config(self, num_classes: int, in_channels: int, input_shape=None) -> dict:
         """The checkpoint's config; a user model records its source and input_shape."""
@@ -125,9 +143,11 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: boo
     (benchmarks/bench_train.py --compile); with bit-flip noise the stored integers change
     every step and force recompiles (0.4x), so that combination is refused."""
     cfg.validate()
-    if compile and (cfg.bfn_rate > 0 or cfg.act_bfn_rate > 0):
-        raise ConfigError("compile with bit-flip noise training recompiles every step (2.4x "
-                          "slower than eager, measured); train without compile")
+    if compile and (cfg.bfn_rate > 0 or cfg.act_bfn_rate > 0 or cfg.adv_flips):
+        raise ConfigError("compile with bit-flip noise or adversarial training recompiles "
+                          "every step (2.4x slower than eager, measured); train without "
+                          "compile")
+    adv = cfg.adversarial()
     dev = resolve_device(device)  # see models/device.py: same recipe, not the same bits
     out = Path(out)
     train_data, test_data = data or load_dataset(cfg.data, cfg.data_root)
@@ -156,7 +176,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: boo
         groups.append({"params": qparams, "weight_decay": 0.0})
     opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
-    start, history = 0, []
+    start, history, adv_on = 0, [], False
 
     if resume and out.exists():
         ck = read_checkpoint(out)
@@ -165,6 +185,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: boo
                               f"use another --out or drop --resume")
         model.load_state_dict(ck["model_state"])  # copies into the tensors on `dev`
         start, history = ck["epoch"], ck["history"]
+        adv_on = bool(ck.get("adv_on", False))
         if "optimizer_state" in ck and start < cfg.epochs:
             opt.load_state_dict(ck["optimizer_state"])
             sched.load_state_dict(ck["scheduler_state"])
@@ -191,6 +212,13 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: boo
             total = loss + quant_penalty(model)
             opt.zero_grad(set_to_none=True)
             total.backward()
+            if adv is not None:
+                # BFA in the loop from the first step the running loss is below the start
+                adv_on = adv_on or (loss_sum + float(loss.detach()) * len(y)) / (
+                    seen + len(y)) < adv.start_loss
+                if adv_on:
+                    from .adversarial import add_faulty_gradients
+                    add_faulty_gradients(model, step_model, x, y, adv)
             opt.step()
             post_step(model)
             seen += len(y)
@@ -204,8 +232,12 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: boo
         history.append(row)
         log(json.dumps(row))
         done = epoch + 1 == cfg.epochs
+        if adv is not None:
+            row["adversarial"] = adv_on
         ckpt = {"format": FORMAT, "config": config, "model_state": cpu_state(model),
                 "epoch": epoch + 1, "history": history}
+        if adv is not None:
+            ckpt["adv_on"] = adv_on
         if not done:  # resume state; dropped at the end to keep checkpoints ~1 MB
             ckpt.update(optimizer_state=opt.state_dict(), scheduler_state=sched.state_dict(),
                         rng_state=torch.get_rng_state())

@@ -43,6 +43,16 @@ def register(sub) -> None:
     p.add_argument("--act-bfn-rate", type=number(float, 0, 0.5), default=0.0,
                    help="bit-flip noise on the 8-bit activations at the inputs of quantized "
                         "layers while training (companion of activation faults; default off)")
+    p.add_argument("--adv-flips", type=number(int, 1),
+                   help="adversarial training with BFA in the loop (paper App. E): K bits "
+                        "flipped by BFA on each batch once the loss is below "
+                        "--adv-start-loss, the faulty pass's gradients (clipped to "
+                        "+/- --adv-clip) added to the clean ones (paper: K = 2, 5, 10; "
+                        "default off)")
+    p.add_argument("--adv-start-loss", type=number(float, 0, lo_open=True), default=1.75,
+                   help="running training loss below which --adv-flips starts (default 1.75)")
+    p.add_argument("--adv-clip", type=number(float, 0, lo_open=True), default=0.05,
+                   help="elementwise clip of the faulty pass's gradients (default 0.05)")
     p.add_argument("--param", action="append", metavar="KEY=VALUE",
                    help="quantizer hyper-parameter, e.g. c=0.1 (plclip), weight_decay_a=0.01 "
                         "or init=ber_mse, grad_scale=1, estimator=pwl|mad (wcat); repeatable")
@@ -103,7 +113,9 @@ def run(args) -> int:
         epochs=pick(args.epochs, "epochs"), batch_size=pick(args.batch_size, "batch_size"),
         lr=pick(args.lr, "lr"), momentum=args.momentum, nesterov=not args.no_nesterov,
         weight_decay=args.weight_decay, seed=args.seed, init_from=args.init_from,
-        layer_bits=parse_layer_bits(args.layer_bits), act_bfn_rate=args.act_bfn_rate)
+        layer_bits=parse_layer_bits(args.layer_bits), act_bfn_rate=args.act_bfn_rate,
+        adv_flips=args.adv_flips or 0, adv_start_loss=args.adv_start_loss,
+        adv_clip=args.adv_clip)
     log_path = Path(args.out + ".log")
     log_path.parent.mkdir(parents=True, exist_ok=True)
 
