@@ -116,5 +116,7 @@ def method_name(config: dict) -> str:
     q = config.get("quantizer")
     if not q:
         return "float"
+    adv = (config.get("train") or {}).get("adv_flips", 0)
     return (q["name"] + ("+bfn" if q.get("bfn_rate", 0) > 0 else "")
-            + ("+abfn" if q.get("act_bfn_rate", 0) > 0 else ""))
+            + ("+abfn" if q.get("act_bfn_rate", 0) > 0 else "")
+            + (f"+adv{adv}" if adv else ""))

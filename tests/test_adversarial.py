@@ -81,6 +81,8 @@ def test_adversarial_training_records_its_recipe_and_resumes(digits, tmp_path):
     rec = full["config"]["train"]
     assert (rec["adv_flips"], rec["adv_start_loss"], rec["adv_clip"]) == (2, 1.75, 0.05)
     assert "adv_flips" not in TrainConfig(quantizer="normal").recipe()
+    from hwsim.models.checkpoint import method_name
+    assert method_name(full["config"]) == "normal+adv2"
     assert full["history"][-1]["adversarial"] is True  # digits' loss passes 1.75 at once
     lines = []
 

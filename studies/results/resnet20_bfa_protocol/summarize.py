@@ -1,0 +1,62 @@
+"""Table of the BFA runs in this folder (run.sh): per checkpoint, N_flip under both stop rules
+(< 11%, the paper's text; <= 10.1%, the authors' code, both from the same runs), runs that
+met <= 10.1% within the budget, accuracy before -> after; then, per quantizer, whether
+bit-flip noise training raises N_flip (the paper: yes): one-sided Mann-Whitney U and Welch t
+(models.attacks.compare_nflip), and paired by attack seed (the same attack batch for both
+checkpoints: split_attack_batch depends only on the labels and the seed), one-sided Wilcoxon
+signed-rank. Runs that spent the budget count the budget. Usage: python summarize.py > table.md"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+from hwsim.models.attacks import compare_nflip, comparison_line  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+QUANTIZERS = ["normal", "plclip", "lsq", "wcat"]
+
+
+def load(m: str) -> dict | None:
+    p = HERE / f"{m}.json"
+    return json.loads(p.read_text()) if p.exists() else None
+
+
+def main() -> None:
+    print("| checkpoint | seeds | N_flip < 11% | N_flip <= 10.1% | met <= 10.1% | "
+          "accuracy % before -> after |")
+    print("|---|---|---|---|---|---|")
+    runs = {}
+    for q in QUANTIZERS:
+        for m in (q, f"{q}_bfn"):
+            r = load(m)
+            if r is None:
+                continue
+            runs[m] = r
+            lt, le = r["n_flips_lt11"], r["n_flips"]
+            print(f"| {m} | {len(le)} | {np.mean(lt):.1f} +/- {np.std(lt, ddof=1):.1f} | "
+                  f"{np.mean(le):.1f} +/- {np.std(le, ddof=1):.1f} | "
+                  f"{sum(r['reached'])}/{len(le)} | {100 * r['clean_accuracy_mean']:.2f} -> "
+                  f"{100 * r['final_accuracy_mean']:.2f} |")
+    print()
+    for q in QUANTIZERS:
+        a, b = runs.get(q), runs.get(f"{q}_bfn")
+        if not (a and b):
+            continue
+        for key, rule in (("n_flips_lt11", "< 11%"), ("n_flips", "<= 10.1%")):
+            c = compare_nflip(a[key], b[key], q, f"{q}+bfn")
+            line = f"- {rule}: {comparison_line(c)}"
+            if a["seeds"] == b["seeds"]:
+                d = np.array(b[key], float) - np.array(a[key], float)
+                if np.any(d != 0):
+                    w = stats.wilcoxon(d, alternative="greater")
+                    line += f"; paired by seed: Wilcoxon p = {w.pvalue:.3g}"
+            print(line)
+
+
+if __name__ == "__main__":
+    main()
