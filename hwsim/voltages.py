@@ -640,9 +640,10 @@ def recorded_uniform_points(path, verification: dict) -> dict | None:
     with the same seed, realizations, CI target and test-set size (`verification`; the
     checkpoint, grid and BER model are checked by recorded_sensitivity); else None."""
     doc = read_yaml(Path(path), "assignment")
-    pts = doc.get("uniform_points") if isinstance(doc, dict) else None
-    if doc.get("verification") != verification or not isinstance(pts, dict):
+    if not isinstance(doc, dict) or doc.get("verification") != verification \
+            or not isinstance(doc.get("uniform_points"), dict):
         return None
+    pts = doc["uniform_points"]
     fields = set(Estimate.__dataclass_fields__)
     try:
         return {float(v): Estimate(**{k: e[k] for k in fields}) for v, e in pts.items()}
