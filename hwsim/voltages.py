@@ -645,8 +645,13 @@ def recorded_uniform_points(path, verification: dict) -> dict | None:
         return None
     pts = doc["uniform_points"]
     fields = set(Estimate.__dataclass_fields__)
+    numbers = ("clean", "mean", "std", "ci95", "realizations", "expected_flips")
     try:
-        return {float(v): Estimate(**{k: e[k] for k in fields}) for v, e in pts.items()}
+        out = {float(v): Estimate(**{k: e[k] for k in fields}) for v, e in pts.items()}
+        if not all(isinstance(getattr(e, k), (int, float)) and not isinstance(
+                getattr(e, k), bool) for e in out.values() for k in numbers):
+            raise TypeError
+        return out
     except (KeyError, TypeError, ValueError):
         raise ConfigError(f"{path}: uniform_points must map V -> an accuracy estimate "
                           f"({', '.join(sorted(fields))})") from None
