@@ -229,11 +229,11 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: boo
         test_acc = accuracy(model, test_data)
         row = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], "train_loss": loss_sum / seen,
                "train_acc": correct / seen, "test_acc": test_acc, "seconds": time.time() - t0}
+        if adv is not None:  # BFA in the loop was on by the end of this epoch
+            row["adversarial"] = adv_on
         history.append(row)
         log(json.dumps(row))
         done = epoch + 1 == cfg.epochs
-        if adv is not None:
-            row["adversarial"] = adv_on
         ckpt = {"format": FORMAT, "config": config, "model_state": cpu_state(model),
                 "epoch": epoch + 1, "history": history}
         if adv is not None:

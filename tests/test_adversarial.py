@@ -1,6 +1,8 @@
 """Adversarial training with BFA in the loop (models/adversarial.py; paper App. E)."""
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -77,7 +79,10 @@ def test_adversarial_training_records_its_recipe_and_resumes(digits, tmp_path):
     where an uninterrupted one does."""
     cfg = TrainConfig(quantizer="normal", bits=4, epochs=2, batch_size=64, lr=0.05,
                       adv_flips=2)
-    full = train(cfg, tmp_path / "a.pt", progress=False, log=lambda s: None, data=digits)
+    logged = []
+    full = train(cfg, tmp_path / "a.pt", progress=False, log=logged.append, data=digits)
+    assert [json.loads(line)["adversarial"] for line in logged] == [
+        h["adversarial"] for h in full["history"]]
     rec = full["config"]["train"]
     assert (rec["adv_flips"], rec["adv_start_loss"], rec["adv_clip"]) == (2, 1.75, 0.05)
     assert "adv_flips" not in TrainConfig(quantizer="normal").recipe()
