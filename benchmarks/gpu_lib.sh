@@ -21,6 +21,6 @@ if [ ! -f ../shared/data/cifar10-jpeg.tar.gz ]; then
   mkdir -p ../shared/data && cp runs/gpu/cifar10-jpeg.tar.gz ../shared/data/
 fi
 pack() {
-  tar czf "$OUT/results.tgz.tmp" --exclude='*.lock' "$@" 2>/dev/null
+  tar czf "$OUT/results.tgz.tmp" --exclude='*.lock' --exclude='*.json.tmp' "$@" 2>/dev/null
   mv -f "$OUT/results.tgz.tmp" "$OUT/results.tgz"
 }
