@@ -348,6 +348,10 @@ def _training_line(study: Study) -> str:
             f"where enabled, seed {study.seed}")
     if any(m.act_bfn for m in study.methods if not m.checkpoint):
         line += f", activation BFN rate {t.act_bfn_rate} where enabled"
+    if any(m.adv_flips for m in study.methods if not m.checkpoint):
+        line += (", adversarial training with BFA in the loop where `adv_flips: K` is set (K "
+                 "flips per step once the running loss is below 1.75, the faulty pass's "
+                 "gradients clipped to +/- 0.05)")
     if t.init_from:
         line += (f"; fine-tuned from `{t.init_from}` (its command: the study file's header; "
                  f"its per-epoch log: `{t.init_from}.log`)")
