@@ -6,7 +6,8 @@
 # reaches 100%; 500-flip budget. Pairs: the first three of numpy.random.default_rng(0).choice
 # over the 90 ordered class pairs (no hand-picking), each over the three checkpoints before
 # the next pair; attack seeds 0, 1, 2. Resumable: a JSON that exists is skipped.
-# Then: python summarize.py > table.md
+# SOURCE_IMAGES=N (and as many other images) instead of 500: a cheaper, stated deviation,
+# written as *.srcN.json. Then: python summarize.py [srcN] > table.md
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 here=studies/results/resnet20_tbfa
@@ -14,11 +15,13 @@ hwsim=${HWSIM:-.venv/bin/hwsim}
 for pair in "bird horse" "dog airplane" "ship bird"; do
   set -- $pair
   for m in normal wcat wcat_bfn; do
-    out=$here/$m.$1-$2.json
+    out=$here/$m.$1-$2${SOURCE_IMAGES:+.src$SOURCE_IMAGES}.json
     [ -f "$out" ] && continue
     "$hwsim" attack tbfa --checkpoint studies/results/resnet20_cifar10/checkpoints/$m.pt \
       --source "$1" --target "$2" --protocol paper --seeds 3 --seed 0 \
-      --threads "${THREADS:-2}" --json --no-progress ${DEVICE:+--device $DEVICE} > "$out.tmp"
+      ${SOURCE_IMAGES:+--source-images $SOURCE_IMAGES} \
+      --threads "${THREADS:-2}" --json ${PROGRESS:---no-progress} ${DEVICE:+--device $DEVICE} \
+      > "$out.tmp"
     mv "$out.tmp" "$out"
   done
 done

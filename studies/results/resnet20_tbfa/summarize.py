@@ -2,7 +2,7 @@
 attack success rate and the other classes' accuracy before -> after; then per checkpoint over
 all pairs, and whether WCAT (and WCAT+BFN) need more flips than normal: paired by pair and
 attack seed (the same attack batch), one-sided Wilcoxon signed-rank, and unpaired
-(models.attacks.compare_nflip). Usage: python summarize.py > table.md"""
+(models.attacks.compare_nflip). Usage: python summarize.py [srcN] > table.md"""
 from __future__ import annotations
 
 import json
@@ -20,8 +20,11 @@ CHECKPOINTS = ["normal", "wcat", "wcat_bfn"]
 PAIRS = [("bird", "horse"), ("dog", "airplane"), ("ship", "bird")]
 
 
+VARIANT = sys.argv[1] if len(sys.argv) > 1 else ""  # e.g. src100: run.sh's SOURCE_IMAGES=100
+
+
 def load(m: str, src: str, dst: str) -> dict | None:
-    p = HERE / f"{m}.{src}-{dst}.json"
+    p = HERE / f"{m}.{src}-{dst}{'.' + VARIANT if VARIANT else ''}.json"
     return json.loads(p.read_text()) if p.exists() else None
 
 
