@@ -274,13 +274,18 @@ def drop_per_ber(sens: dict[str, dict[float, float]], bits: dict[str, int],
 CEILING_STEP = 0.0005  # V: the continuous optimum's voltage grid
 
 
+def _ceiling_grid(v_nominal: float) -> np.ndarray:
+    """The CEILING_STEP voltage grid from 0.2 V to v_nominal."""
+    return np.round(np.arange(0.2, v_nominal + 1e-9, CEILING_STEP), 6)
+
+
 def continuous_optimum(k: dict[str, float], law: "LayerEnergies", ber_model: BerModel,
                        v_nominal: float, target: float) -> tuple[float, dict[str, float]]:
     """(weight-domain energy, {layer: V}) minimising law.total subject to the flips model's
     drop sum_l k_l eps(V_l) <= target, voltages on a CEILING_STEP grid from 0.2 V to
     v_nominal: each layer at the argmin of E_l(V) + mu k_l eps(V), mu the smallest Lagrange
     multiplier within target (geometric bisection)."""
-    fine = np.round(np.arange(0.2, v_nominal + 1e-9, CEILING_STEP), 6)
+    fine = _ceiling_grid(v_nominal)
     eps = np.array([ber_model.ber(float(v)) for v in fine])
     energy = {n: np.array([law.layer(n, float(v)) for v in fine]) for n in k}
 
@@ -304,7 +309,7 @@ def flips_ceiling(k: dict[str, float], law: "LayerEnergies", ber_model: BerModel
     per-layer optimum against the continuous uniform voltage, both spending the whole
     `max_drop` (fraction) by the model. An order of magnitude for a designer, not a bound
     (the model's drops are fitted, not exact). None when no voltage meets max_drop."""
-    fine = np.round(np.arange(0.2, v_nominal + 1e-9, CEILING_STEP), 6)
+    fine = _ceiling_grid(v_nominal)
     ok = [float(v) for v in fine if sum(k.values()) * ber_model.ber(float(v)) <= max_drop]
     if not ok:
         return None
