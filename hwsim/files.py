@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import tempfile
@@ -65,6 +66,11 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
             os.close(dfd)
 
 
+def file_sha256(path) -> str:
+    """First 16 hex digits of the file's sha256: names a checkpoint in resumable records."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
 def read_json(path: str | os.PathLike) -> dict:
     """A JSON results file, or {} when it does not exist yet (nothing computed so far)."""
     path = Path(path)
@@ -74,6 +80,35 @@ def read_json(path: str | os.PathLike) -> dict:
 def write_json_atomic(path: str | os.PathLike, data) -> None:
     """`data` as indented JSON, written atomically (see write_text_atomic)."""
     write_text_atomic(path, json.dumps(data, indent=1))
+
+
+def read_partial(path: str | os.PathLike, settings: dict, key: str,
+                 parse: Callable[[dict], dict], log=None, what: str = "results") -> dict:
+    """Records finished so far by a long command, from its partial file `path` ({"settings":
+    ..., key: {name: record}}): `parse(records)` of them when the file was written with the
+    same `settings` (JSON-normalised), else {} (and a line to `log` saying why). A file that
+    is not such a file, or whose records `parse` rejects (ValueError, TypeError, KeyError,
+    AttributeError), is started over, never trusted."""
+    path = Path(path)
+    if not path.exists():
+        return {}
+    try:
+        rec = json.loads(path.read_text())
+        if rec["settings"] != json.loads(json.dumps(settings)):
+            done, reason = {}, "written with other settings; starting again"
+        else:
+            done = parse(rec[key])
+            reason = f"{len(done)} {what} reused"
+    except (ValueError, TypeError, KeyError, AttributeError, UnicodeDecodeError):
+        done, reason = {}, f"not a partial {what} file; starting again"
+    if log:
+        log(f"{path}: {reason}")
+    return done
+
+
+def write_partial(path: str | os.PathLike, settings: dict, key: str, records: dict) -> None:
+    """Write the partial file read_partial reads (atomically)."""
+    write_json_atomic(path, {"settings": settings, key: records})
 
 
 def update_json(path: str | os.PathLike, change: Callable[[dict], None]) -> dict:

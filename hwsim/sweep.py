@@ -3,7 +3,6 @@
 `resume` skips every point already in the file."""
 from __future__ import annotations
 
-import hashlib
 import sys
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from hwsim.models.evaluate import StoredWeights, accuracy, on_model_device
 from hwsim.models.networks import input_shape
 
 from .ber import BerModel, check_voltage
-from .files import file_lock, update_json, write_text_atomic
+from .files import file_lock, file_sha256, update_json, write_text_atomic
 from .energy import NetworkEnergy, network_energy
 from .domains import warn_arch
 from .scenario import Scenario, activation_estimate
@@ -164,10 +163,6 @@ def checkpoint_test_data(config: dict, data=None, data_root: str | None = None):
     the recorded root)."""
     return data if data is not None else load_dataset(
         config["data"]["name"], data_root or config["data"].get("root"))[1]
-
-
-def file_sha256(path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
 def point_seed(seed: int, voltage: float) -> int:

@@ -36,7 +36,6 @@ assignment_seed (a CRC of its voltages mixed into point_seed).
 """
 from __future__ import annotations
 
-import json
 import math
 import sys
 import zlib
@@ -58,7 +57,7 @@ from .ber import V_NOMINAL, BerModel, check_voltage
 from .domain_energy import domain_layer_energy, domains_of, price
 from .domains import Domain, warn_arch
 from .energy import NetworkEnergy
-from .files import read_json, read_yaml, write_json_atomic, write_text_atomic
+from .files import read_json, read_partial, read_yaml, write_partial, write_text_atomic
 from .sweep import (append_rows, checkpoint_test_data, energy_sidecar, file_sha256,
                     load_quantized, model_energy, point_row, point_seed, read_rows,
                     update_sidecar, voltage_grid)
@@ -587,25 +586,15 @@ def resumable_sensitivity(sens_ev: Evaluator, grid, max_drop: float, realization
     layers already there reused when it was written with the same `settings` (checkpoint
     sha256, grid, BER model, max drop, images, realizations, seed); otherwise, or when it is
     not such a file, measured again."""
-    settings = json.loads(json.dumps(settings))  # as it reads back
-    done: dict[str, dict[float, float]] = {}
-    if partial.exists():
-        try:
-            rec = json.loads(partial.read_text())
-            if rec["settings"] == settings:
-                done = {str(n): {float(v): float(d) for v, d in pts.items()}
-                        for n, pts in rec["layers"].items() if n in sens_ev.layers}
-            reason = f"{len(done)} of {len(sens_ev.layers)} layers reused" if done else \
-                "measured with other settings; measuring again"
-        except (ValueError, TypeError, KeyError, AttributeError, UnicodeDecodeError):
-            reason = "not a partial sensitivity file; measuring again"
-        if log:
-            log(f"{partial}: {reason}")
+    def parse(layers: dict) -> dict:
+        return {str(n): {float(v): float(d) for v, d in pts.items()}
+                for n, pts in layers.items() if n in sens_ev.layers}
+    done = read_partial(partial, settings, "layers", parse, log, what="layers")
 
     def save(name, drops):
         done[name] = drops
-        write_json_atomic(partial, {"settings": settings, "layers": {
-            n: {repr(float(v)): d for v, d in pts.items()} for n, pts in done.items()}})
+        write_partial(partial, settings, "layers", {
+            n: {repr(float(v)): d for v, d in pts.items()} for n, pts in done.items()})
     return sensitivity(sens_ev, grid, max_drop, realizations, seed, log, done, save)
 
 

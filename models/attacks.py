@@ -145,10 +145,15 @@ def split_attack_batch(labels, attack_batch: int, seed: int) -> tuple[np.ndarray
     return np.sort(order[:attack_batch]), np.sort(order[attack_batch:])
 
 
+def _split_index(y, attack_batch: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """split_attack_batch as index tensors on the labels' device."""
+    a, h = split_attack_batch(y.cpu().numpy(), attack_batch, seed)
+    return torch.as_tensor(a, device=y.device), torch.as_tensor(h, device=y.device)
+
+
 def _split(x, y, attack_batch: int, seed: int):
     """(attack images, attack labels, held-out images, held-out labels)."""
-    a, h = (torch.as_tensor(i, device=y.device)
-            for i in split_attack_batch(y.cpu().numpy(), attack_batch, seed))
+    a, h = _split_index(y, attack_batch, seed)
     return x[a], y[a], x[h], y[h]
 
 
@@ -172,6 +177,31 @@ def _accuracy(model, x, y, batch_size: int | None = None) -> float:
     return float((predict(model, x, batch_size) == y).float().mean())
 
 
+def _margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """True-class logit minus the best other logit, per image (> 0: classified correctly)."""
+    true = logits.gather(1, y[:, None]).squeeze(1)
+    return true - logits.scatter(1, y[:, None], float("-inf")).amax(1)
+
+
+@torch.no_grad()
+def clean_scores(model: nn.Module, test_data) -> tuple[torch.Tensor, torch.Tensor]:
+    """(correct, margin) of every test image (bool, float; test-set order) under the model's
+    clean stored weights, evaluated as HeldOutCheck does. bfa_nflip computes them once for
+    all its seeds: each run's clean held-out accuracy and the check's first order come from
+    them instead of another pass over the test set."""
+    x, y = on_model_device(test_data, model)
+    stored = StoredWeights(model)
+    bs = eval_batch_size(x.device)
+    correct, margin = [torch.zeros(0, dtype=torch.bool, device=y.device)], \
+        [torch.zeros(0, device=y.device)]
+    with _eval_mode(model), stored.installed(stored.weights(stored.ints)):
+        for i in range(0, len(y), bs):
+            logits, yi = model(use_channels_last(model, x[i:i + bs])), y[i:i + bs]
+            correct.append(logits.argmax(1) == yi)
+            margin.append(_margin(logits, yi))
+    return torch.cat(correct), torch.cat(margin)
+
+
 class HeldOutCheck:
     """Exactly `accuracy(x, y) < threshold`, asked after every flip, for one held-out set.
 
@@ -191,26 +221,35 @@ class HeldOutCheck:
         self.need = threshold * len(y) if need is None else need
         self.order = torch.arange(len(y), device=y.device)
         self.images = 0  # evaluated so far, over all checks (benchmarks/bench_bfa_check.py)
+        # (correct, evaluated) of the last check: a "below" answer evaluated every image, so
+        # its count is the exact accuracy of that network (bfa_run reuses it)
+        self.last: tuple[int, int] | None = None
+
+    def start_order(self, margins: torch.Tensor) -> None:
+        """Evaluate images in order of `margins` (one per image, e.g. of the clean network),
+        largest first, from the next check on."""
+        self.order = torch.argsort(margins, descending=True, stable=True)
 
     @torch.no_grad()
     def __call__(self, model: nn.Module) -> bool:
-        correct, margins, n = 0, [], len(self.y)
+        correct, seen, margins, n = 0, 0, [], len(self.y)
         for i in range(0, n, self.batch_size):
             idx = self.order[i:i + self.batch_size]
             y = self.y[idx]
             logits = model(use_channels_last(model, self.x[idx]))
             correct += int((logits.argmax(1) == y).sum())
             if self.reorder:  # off: fixed order, the baseline of benchmarks/bench_bfa_check.py
-                true = logits.gather(1, y[:, None]).squeeze(1)
-                margins.append(true - logits.scatter(1, y[:, None], float("-inf")).amax(1))
-            self.images += len(idx)
+                margins.append(_margin(logits, y))
+            seen += len(idx)
             if correct >= self.need:
                 break
+        self.images += seen
+        self.last = (correct, seen)
         if margins:
-            seen = torch.cat(margins)
-            k = len(seen)
-            self.order = torch.cat([self.order[:k][torch.argsort(seen, descending=True,
-                                                                  stable=True)], self.order[k:]])
+            m = torch.cat(margins)
+            self.order = torch.cat([self.order[:seen][torch.argsort(m, descending=True,
+                                                                     stable=True)],
+                                    self.order[seen:]])
         return correct < self.need
 
 
@@ -411,27 +450,51 @@ class AttackRun:
             out[f.layer] = out.get(f.layer, 0) + 1
         return out
 
+    def to_json(self) -> dict:
+        """Everything but the attacked integers, as JSON values (a resumable run's record)."""
+        return {"seed": self.seed, "n_flip": self.n_flip, "reached": self.reached,
+                "clean_accuracy": self.clean_accuracy, "final_accuracy": self.final_accuracy,
+                "flips": [vars(f) for f in self.flips],
+                "iteration_seconds": self.iteration_seconds, "extra": self.extra}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "AttackRun":
+        """The run `to_json` wrote; ValueError/TypeError/KeyError on anything else."""
+        flips = [Flip(str(f["layer"]), int(f["index"]), int(f["bit"]), int(f["before"]),
+                      int(f["after"]), float(f["objective"])) for f in d["flips"]]
+        if not isinstance(d["extra"], dict) or not isinstance(d["reached"], bool) or \
+                int(d["n_flip"]) != len(flips):
+            raise ValueError("not an attack run record")
+        return cls(int(d["seed"]), len(flips), d["reached"], float(d["clean_accuracy"]),
+                   float(d["final_accuracy"]), flips, None, float(d["iteration_seconds"]),
+                   dict(d["extra"]))
+
 
 def bfa_run(model: nn.Module, test_data, *, attack_batch: int = DEFAULT_ATTACK_BATCH,
             max_flips: int = 500, seed: int = 0, topk: int = 1, progress: bool = False,
-            reorder_check: bool = True, rule: str = DEFAULT_STOP_RULE) -> AttackRun:
+            reorder_check: bool = True, rule: str = DEFAULT_STOP_RULE,
+            clean: tuple[torch.Tensor, torch.Tensor] | None = None) -> AttackRun:
     """One BFA run: the attack batch is drawn with `seed`; accuracy is measured on the rest
     until it meets stop rule `rule` (STOP_RULES). A stricter rule than 'lt11' also records,
     in extra["n_flip_lt11"], the flips at which the run first met 'lt11' (the same search, so
-    the same count an 'lt11' run stops at); None if it never did."""
+    the same count an 'lt11' run stops at); None if it never did. `clean`: clean_scores of
+    this model and test set, if already computed."""
     x, y = on_model_device(test_data, model)
     num_classes = getattr(test_data, "num_classes", None) or int(y.max()) + 1
     goal, loose = stop_rule(rule), STOP_RULES["lt11"]
     if max_flips < 0:
         raise ConfigError(f"max flips {max_flips!r}: must be >= 0")
-    xa, ya, xh, yh = _split(x, y, attack_batch, seed)
+    a, h = _split_index(y, attack_batch, seed)
+    xa, ya, xh, yh = x[a], y[a], x[h], y[h]
+    correct, margin = clean_scores(model, (x, y)) if clean is None else clean
     search = BitSearch(model, _ce, topk)
     n_loose = None  # flips at which the 'lt11' rule was first met
     with search.attacking():
-        clean = _accuracy(model, xh, yh)
         # first the 'lt11' count (exactly the old check), then the goal's if it is stricter
         below = HeldOutCheck(xh, yh, loose.threshold(num_classes), reorder=reorder_check,
                              need=loose.need(len(yh), num_classes))
+        if reorder_check:
+            below.start_order(margin[h])
         goal_need = goal.need(len(yh), num_classes)
 
         def met() -> bool:
@@ -454,12 +517,15 @@ def bfa_run(model: nn.Module, test_data, *, attack_batch: int = DEFAULT_ATTACK_B
             bar.update(1)
             bar.set_postfix(loss=f"{search.history[-1].objective:.3f}")
         bar.close()
-        final = _accuracy(model, xh, yh)
+        done, seen = below.last
+        # a met rule evaluated every image: its count is the final accuracy
+        final = done / len(yh) if reached and seen == len(yh) else _accuracy(model, xh, yh)
     extra = {"threshold": goal.threshold(num_classes), "held_out_images": below.images,
              "stop_rule": goal.name}
     if goal.name != loose.name:
         extra["n_flip_lt11"] = n_loose
-    return AttackRun(seed, search.n_flip, reached, clean, final, list(search.history),
+    clean_acc = float(correct[h].float().mean()) if len(h) else float("nan")
+    return AttackRun(seed, search.n_flip, reached, clean_acc, final, list(search.history),
                      search.current_ints(), search.iteration_seconds(), extra)
 
 
@@ -478,12 +544,14 @@ def _histogram(model, runs: list[AttackRun]) -> dict[str, int]:
 def bfa_nflip(model: nn.Module, test_data, *, seeds: int = 10,
               attack_batch: int = DEFAULT_ATTACK_BATCH, max_flips: int = 500, seed: int = 0,
               topk: int = 1, progress: bool = False, return_runs: bool = False,
-              runs: list[AttackRun] | None = None, rule: str = DEFAULT_STOP_RULE) -> dict:
+              runs: list[AttackRun] | None = None, rule: str = DEFAULT_STOP_RULE,
+              done: dict[int, AttackRun] | None = None, on_run=None) -> dict:
     """N_flip of BFA to random-guess accuracy (stop rule `rule`) over `seeds` attack batches
     (seeds seed, seed+1, ...). Runs that exhaust the budget count max_flips (see `reached`).
     With a rule stricter than 'lt11', "n_flips_lt11" etc. give the 'lt11' counts of the same
     runs too. `runs`: those seeds' bfa_run results computed elsewhere (e.g. one Ray task each),
-    only summarized here."""
+    only summarized here. `done`: {seed: run} finished earlier with the same settings (a
+    resumed command), not run again; `on_run(run)` is called after each new run."""
     if seeds < 1:
         raise ConfigError(f"seeds={seeds!r}: must be >= 1")
     if runs is not None:
@@ -491,13 +559,19 @@ def bfa_nflip(model: nn.Module, test_data, *, seeds: int = 10,
             raise ValueError(f"runs of seeds {[r.seed for r in runs]}, expected "
                              f"{seed}..{seed + seeds - 1}")
     else:
-        runs = []
+        runs, done, clean = [], done or {}, None
         outer = tqdm(range(seed, seed + seeds), desc="BFA", disable=not progress,
                      file=sys.stderr)
         for s in outer:
+            if s in done:
+                runs.append(done[s])
+                continue
+            clean = clean_scores(model, test_data) if clean is None else clean
             runs.append(bfa_run(model, test_data, attack_batch=attack_batch,
                                 max_flips=max_flips, seed=s, topk=topk, progress=progress,
-                                rule=rule))
+                                rule=rule, clean=clean))
+            if on_run is not None:
+                on_run(runs[-1])
             outer.set_postfix(n_flip=runs[-1].n_flip)
     n = [r.n_flip for r in runs]
     out = {

@@ -83,6 +83,50 @@ def test_bfa_nflip_defaults_and_summary(normal, digits):
     assert rand["stop_rule"] == "le10.1" and rand["attack_batch"] == 64 and rand["reached"][0]
 
 
+def test_cli_bfa_out_resumes_per_seed(tmp_path, capsys, monkeypatch):
+    """`hwsim attack bfa --out F` keeps finished seeds in F.partial.json: a run killed after
+    two seeds, rerun, attacks only the third and writes what an uninterrupted run writes;
+    partial files of other settings, or not such files, are started over."""
+    import hwsim.models.attacks as attacks
+    ck = str(QUICK / "checkpoints" / "normal.pt")
+    base = ["attack", "bfa", "--checkpoint", ck, "--seeds", "3", "--threads", "1",
+            "--no-progress", "--stop-rule", "le10.1"]
+    whole = tmp_path / "whole.json"
+    assert main(base + ["--out", str(whole)]) == 0
+    assert "N_flip to accuracy <= 10.10%" in capsys.readouterr().out
+    ran, real = [], attacks.bfa_run
+
+    def killed_at(seed):
+        def run(*a, **k):
+            ran.append(k["seed"])
+            if k["seed"] == seed:
+                raise KeyboardInterrupt
+            return real(*a, **k)
+        return run
+    out = tmp_path / "out.json"
+    monkeypatch.setattr(attacks, "bfa_run", killed_at(2))
+    assert main(base + ["--out", str(out)]) == 130  # interrupted
+    part = json.loads((tmp_path / "out.json.partial.json").read_text())
+    assert sorted(part["runs"]) == ["0", "1"] and not out.exists()
+    ran.clear()
+    monkeypatch.setattr(attacks, "bfa_run", killed_at(None))
+    assert main(base + ["--out", str(out), "--json"]) == 0
+    assert ran == [2]
+    printed, a, b = (json.loads(capsys.readouterr().out), json.loads(out.read_text()),
+                     json.loads(whole.read_text()))
+    assert printed == a and not (tmp_path / "out.json.partial.json").exists()
+    for key in ("n_flips", "n_flips_lt11", "clean_accuracies", "final_accuracies",
+                "layer_histogram", "reached", "method", "stop_rule"):
+        assert a[key] == b[key], key
+    # other settings (a budget of 5 flips) or a foreign file: every seed attacked again
+    (tmp_path / "o.json.partial.json").write_text(json.dumps(part))
+    (tmp_path / "g.json.partial.json").write_text('{"settings": 1}')
+    for name, extra in (("o.json", ["--max-flips", "5"]), ("g.json", [])):
+        ran.clear()
+        assert main(base + ["--out", str(tmp_path / name), "--seeds", "1"] + extra) == 0
+        assert ran == [0], name
+
+
 def test_study_attack_settings_keep_committed_results(tmp_path):
     study = load_study(ROOT / "studies" / "digits_quickstart.yaml")
     done = json.loads((QUICK / "attacks.json").read_text())

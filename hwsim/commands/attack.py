@@ -1,7 +1,7 @@
 """`hwsim attack`: adversarial bit-flip attacks on a checkpoint's stored weight integers.
 
   hwsim attack bfa    --checkpoint C [--attack-batch 64] [--seeds 10] [--max-flips 500]
-                      [--stop-rule lt11|le10.1]
+                      [--stop-rule lt11|le10.1] [--out FILE (resumable per seed)]
   hwsim attack tbfa   --checkpoint C --source S --target T | --all-pairs
   hwsim attack random --checkpoint C          (random-flip baseline, same split and goal)
   hwsim attack compare A B    (does B raise N_flip over A? A, B: `bfa --json` outputs or
@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
+from hwsim.files import file_sha256, read_partial, write_json_atomic, write_partial
 from hwsim.models.attacks import (DEFAULT_ATTACK_BATCH, DEFAULT_STOP_RULE, STOP_RULES,
-                                  bfa_nflip, compare_nflip, comparison_line, random_nflip,
+                                  AttackRun, bfa_nflip, compare_nflip, comparison_line, random_nflip,
                                   TBFA_PROTOCOLS, tbfa, tbfa_all_pairs)
 from hwsim.models.checkpoint import load_checkpoint, method_name
 from hwsim.models.data import CIFAR10_CLASSES, load_dataset
-from hwsim.models.device import resolve_device
+from hwsim.models.device import model_device, resolve_device
 from hwsim.models.errors import ConfigError
 
 from .common import add_device, add_seed, add_threads, apply_threads, comma_list, number, print_json
@@ -62,6 +64,9 @@ def register(sub) -> None:
                                     "held-out accuracy is below 1.1/classes (11% for 10).")
     _common(b)
     _search(b)
+    b.add_argument("--out", help="write the JSON results to this file; finished seeds are "
+                                 "kept in OUT.partial.json meanwhile, so a rerun with the same "
+                                 "settings continues where an interrupted one stopped")
     b.set_defaults(func=run_bfa)
 
     t = asub.add_parser("tbfa", help="stealthy targeted BFA: source class -> target class",
@@ -160,11 +165,43 @@ def _printed_json(res: dict, args, config) -> bool:
     return bool(args.json)
 
 
+def partial_bfa_file(out) -> Path:
+    """Where `hwsim attack bfa --out OUT` keeps its finished seeds until OUT is written."""
+    return Path(f"{out}.partial.json")
+
+
+def _resumable(args, model, test) -> dict:
+    """bfa_nflip keyword arguments that resume from, and save each new run to,
+    partial_bfa_file(args.out), valid for runs of the same checkpoint (sha256), test set,
+    device type and attack settings."""
+    if not args.out:
+        return {}
+    partial = partial_bfa_file(args.out)
+    settings = {"checkpoint_sha256": file_sha256(args.checkpoint), "test_images": len(test),
+                "device": model_device(model).type, "attack_batch": args.attack_batch,
+                "max_flips": args.max_flips, "topk": args.topk, "stop_rule": args.stop_rule}
+
+    def parse(runs: dict) -> dict:
+        return {int(k): AttackRun.from_json(v) for k, v in runs.items()}
+    log = None if args.no_progress else (lambda m: print(m, file=sys.stderr))
+    done = read_partial(partial, settings, "runs", parse, log, what="seeds")
+
+    def save(run) -> None:
+        done[run.seed] = run
+        write_partial(partial, settings, "runs", {str(k): r.to_json() for k, r in done.items()})
+    return {"done": done, "on_run": save}
+
+
 def run_bfa(args) -> int:
     model, config, test = _load(args)
     res = bfa_nflip(model, test, seeds=args.seeds, attack_batch=args.attack_batch,
                     max_flips=args.max_flips, seed=args.seed, topk=args.topk,
-                    progress=not args.no_progress, rule=args.stop_rule)
+                    progress=not args.no_progress, rule=args.stop_rule,
+                    **_resumable(args, model, test))
+    if args.out:
+        res["checkpoint"], res["method"] = args.checkpoint, method_name(config)
+        write_json_atomic(args.out, res)
+        partial_bfa_file(args.out).unlink(missing_ok=True)
     if _printed_json(res, args, config):
         return 0
     print(f"BFA on {_header(args, config)}, attack batch {args.attack_batch}")

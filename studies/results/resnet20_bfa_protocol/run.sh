@@ -3,17 +3,18 @@
 # checkpoints (studies/resnet20_cifar10.yaml; CIFAR-10 (JPEG q75 copy)): attack batch 64,
 # seeds 0..9 (SEEDS=20 for more), 500-flip budget, stop rule le10.1 (<= 10.1%, the authors'
 # code), which also records the < 11% count of the same runs (n_flips_lt11).
-# Resumable: a method whose JSON exists is skipped. DEVICE=cuda: on a GPU
-# (benchmarks/gpu_attacks.sh). Then: python summarize.py > table.md
+# Resumable: a method whose JSON exists is skipped, and a method interrupted part-way
+# continues from its finished seeds (M.json.partial.json, `--out`). METHODS="wcat plclip"
+# picks checkpoints (two 1-thread jobs on different methods can share 2 cores).
+# DEVICE=cuda: on a GPU (benchmarks/gpu_attacks.sh). Then: python summarize.py > table.md
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 here=studies/results/resnet20_bfa_protocol
 hwsim=${HWSIM:-.venv/bin/hwsim}
-for m in normal normal_bfn wcat wcat_bfn plclip plclip_bfn lsq lsq_bfn; do
+for m in ${METHODS:-normal normal_bfn wcat wcat_bfn plclip plclip_bfn lsq lsq_bfn}; do
   out=$here/$m.json
   [ -f "$out" ] && continue
   "$hwsim" attack bfa --checkpoint studies/results/resnet20_cifar10/checkpoints/$m.pt \
-    --seeds "${SEEDS:-10}" --seed 0 --stop-rule le10.1 --threads "${THREADS:-2}" --json \
-    --no-progress ${DEVICE:+--device $DEVICE} > "$out.tmp"
-  mv "$out.tmp" "$out"
+    --seeds "${SEEDS:-10}" --seed 0 --stop-rule le10.1 --threads "${THREADS:-2}" \
+    --out "$out" --no-progress ${DEVICE:+--device $DEVICE} > /dev/null
 done
