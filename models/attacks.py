@@ -529,6 +529,23 @@ def bfa_run(model: nn.Module, test_data, *, attack_batch: int = DEFAULT_ATTACK_B
                      search.current_ints(), search.iteration_seconds(), extra)
 
 
+def _seeded_runs(seeds: range, run, done: dict[int, AttackRun] | None, on_run, desc: str,
+                 progress: bool) -> list[AttackRun]:
+    """run(seed) for every seed, except those in `done` (finished earlier, taken as they
+    are); on_run(r) after each new run r (e.g. save it)."""
+    runs, done = [], done or {}
+    outer = tqdm(seeds, desc=desc, disable=not progress, file=sys.stderr)
+    for s in outer:
+        if s in done:
+            runs.append(done[s])
+            continue
+        runs.append(run(s))
+        if on_run is not None:
+            on_run(runs[-1])
+        outer.set_postfix(n_flip=runs[-1].n_flip)
+    return runs
+
+
 def _std(v) -> float:
     return float(np.std(v, ddof=1)) if len(v) > 1 else 0.0
 
@@ -559,20 +576,13 @@ def bfa_nflip(model: nn.Module, test_data, *, seeds: int = 10,
             raise ValueError(f"runs of seeds {[r.seed for r in runs]}, expected "
                              f"{seed}..{seed + seeds - 1}")
     else:
-        runs, done, clean = [], done or {}, None
-        outer = tqdm(range(seed, seed + seeds), desc="BFA", disable=not progress,
-                     file=sys.stderr)
-        for s in outer:
-            if s in done:
-                runs.append(done[s])
-                continue
-            clean = clean_scores(model, test_data) if clean is None else clean
-            runs.append(bfa_run(model, test_data, attack_batch=attack_batch,
-                                max_flips=max_flips, seed=s, topk=topk, progress=progress,
-                                rule=rule, clean=clean))
-            if on_run is not None:
-                on_run(runs[-1])
-            outer.set_postfix(n_flip=runs[-1].n_flip)
+        clean = []  # computed once, when the first seed is attacked
+
+        def run(s: int) -> AttackRun:
+            clean[:] = clean or [clean_scores(model, test_data)]
+            return bfa_run(model, test_data, attack_batch=attack_batch, max_flips=max_flips,
+                           seed=s, topk=topk, progress=progress, rule=rule, clean=clean[0])
+        runs = _seeded_runs(range(seed, seed + seeds), run, done, on_run, "BFA", progress)
     n = [r.n_flip for r in runs]
     out = {
         "attack": "bfa", "seeds": list(range(seed, seed + seeds)), "attack_batch": attack_batch,
@@ -745,20 +755,20 @@ def tbfa(model: nn.Module, test_data, source: int, target: int, *, seeds: int = 
          attack_batch: int = 128, max_flips: int = 500, seed: int = 0, topk: int = 1,
          target_asr: float = 0.99, progress: bool = False, return_runs: bool = False,
          protocol: str = "heldout", source_images: int | None = None,
-         aux_images: int | None = None) -> dict:
+         aux_images: int | None = None, done: dict[int, AttackRun] | None = None,
+         on_run=None) -> dict:
     """Stealthy T-BFA averaged over `seeds` attack batches (paper Table 4 columns);
-    `protocol`, `source_images`, `aux_images`: tbfa_run."""
+    `protocol`, `source_images`, `aux_images`: tbfa_run; `done`, `on_run`: bfa_nflip."""
     if seeds < 1:
         raise ConfigError(f"seeds={seeds!r}: must be >= 1")
-    runs = []
-    outer = tqdm(range(seed, seed + seeds), desc=f"T-BFA {source}->{target}",
-                 disable=not progress, file=sys.stderr)
-    for s in outer:
-        runs.append(tbfa_run(model, test_data, source, target, attack_batch=attack_batch,
-                             max_flips=max_flips, seed=s, topk=topk, target_asr=target_asr,
-                             progress=progress, protocol=protocol,
-                             source_images=source_images, aux_images=aux_images))
-        outer.set_postfix(n_flip=runs[-1].n_flip)
+
+    def run(s: int) -> AttackRun:
+        return tbfa_run(model, test_data, source, target, attack_batch=attack_batch,
+                        max_flips=max_flips, seed=s, topk=topk, target_asr=target_asr,
+                        progress=progress, protocol=protocol, source_images=source_images,
+                        aux_images=aux_images)
+    runs = _seeded_runs(range(seed, seed + seeds), run, done, on_run,
+                        f"T-BFA {source}->{target}", progress)
     n = [r.n_flip for r in runs]
     asr = [r.extra["asr"] for r in runs]
     other = [r.final_accuracy for r in runs]

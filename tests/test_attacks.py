@@ -303,6 +303,8 @@ def test_cli_tbfa_all_pairs_json(trained, capsys):
     assert out["classes"] == [0, 1] and len(out["pairs"]) == 2
     assert out["n_flip_matrix"][0][0] is None and out["n_flip_matrix"][0][1] >= 1
     assert main(["attack", "tbfa", "--checkpoint", ck, "--all-pairs", "--source", "1"]) == 2
+    assert main(["attack", "tbfa", "--checkpoint", ck, "--all-pairs", "--out", "x.json"]) == 2
+    assert "--out resumes one source/target pair" in capsys.readouterr().err
 
 
 def test_bfa_runs_on_channels_last_weights(trained, digits):

@@ -2,7 +2,7 @@
 
   hwsim attack bfa    --checkpoint C [--attack-batch 64] [--seeds 10] [--max-flips 500]
                       [--stop-rule lt11|le10.1] [--out FILE (resumable per seed)]
-  hwsim attack tbfa   --checkpoint C --source S --target T | --all-pairs
+  hwsim attack tbfa   --checkpoint C --source S --target T [--out FILE] | --all-pairs
   hwsim attack random --checkpoint C          (random-flip baseline, same split and goal)
   hwsim attack compare A B    (does B raise N_flip over A? A, B: `bfa --json` outputs or
                                a study's attacks.json:METHOD)
@@ -54,6 +54,12 @@ def _search(p) -> None:
                    help="candidate bits per layer evaluated in the in-layer search (default 1)")
 
 
+def _out(p) -> None:
+    p.add_argument("--out", help="write the JSON results to this file; finished seeds are "
+                                 "kept in OUT.partial.json meanwhile, so a rerun with the same "
+                                 "settings continues where an interrupted one stopped")
+
+
 def register(sub) -> None:
     p = sub.add_parser("attack", help="adversarial bit-flip attacks (BFA, stealthy T-BFA)",
                        description="Adversarial bit-flip attacks on the stored weight integers.")
@@ -64,9 +70,7 @@ def register(sub) -> None:
                                     "held-out accuracy is below 1.1/classes (11% for 10).")
     _common(b)
     _search(b)
-    b.add_argument("--out", help="write the JSON results to this file; finished seeds are "
-                                 "kept in OUT.partial.json meanwhile, so a rerun with the same "
-                                 "settings continues where an interrupted one stopped")
+    _out(b)
     b.set_defaults(func=run_bfa)
 
     t = asub.add_parser("tbfa", help="stealthy targeted BFA: source class -> target class",
@@ -94,6 +98,7 @@ def register(sub) -> None:
     t.add_argument("--target-asr", type=number(float, 0, 1, lo_open=True),
                    help="stop when the attack success rate reaches this (default 0.99; "
                         "1.0 with --protocol paper, the authors' > 99.9% on 500 images)")
+    _out(t)
     t.set_defaults(func=run_tbfa)
 
     r = asub.add_parser("random", help="baseline: random bit flips to random-guess accuracy")
@@ -158,28 +163,32 @@ def _header(args, config) -> str:
 
 
 def _printed_json(res: dict, args, config) -> bool:
-    """Label the result with its checkpoint and method; print it as JSON if asked."""
+    """Label the result with its checkpoint and method; write it to --out (and remove the
+    finished seeds kept beside it); print it as JSON if asked."""
     res["checkpoint"], res["method"] = args.checkpoint, method_name(config)
+    if getattr(args, "out", None):
+        write_json_atomic(args.out, res)
+        partial_file(args.out).unlink(missing_ok=True)
     if args.json:
         print_json(res)
     return bool(args.json)
 
 
-def partial_bfa_file(out) -> Path:
-    """Where `hwsim attack bfa --out OUT` keeps its finished seeds until OUT is written."""
+def partial_file(out) -> Path:
+    """Where `hwsim attack bfa|tbfa --out OUT` keeps its finished seeds until OUT is written."""
     return Path(f"{out}.partial.json")
 
 
-def _resumable(args, model, test) -> dict:
-    """bfa_nflip keyword arguments that resume from, and save each new run to,
-    partial_bfa_file(args.out), valid for runs of the same checkpoint (sha256), test set,
-    device type and attack settings."""
+def _resumable(args, model, test, **attack) -> dict:
+    """bfa_nflip / tbfa keyword arguments that resume from, and save each new run to,
+    partial_file(args.out), valid for runs of the same checkpoint (sha256), test set, device
+    type and attack settings (`attack` adds those of one attack)."""
     if not args.out:
         return {}
-    partial = partial_bfa_file(args.out)
+    partial = partial_file(args.out)
     settings = {"checkpoint_sha256": file_sha256(args.checkpoint), "test_images": len(test),
                 "device": model_device(model).type, "attack_batch": args.attack_batch,
-                "max_flips": args.max_flips, "topk": args.topk, "stop_rule": args.stop_rule}
+                "max_flips": args.max_flips, "topk": args.topk} | attack
 
     def parse(runs: dict) -> dict:
         return {int(k): AttackRun.from_json(v) for k, v in runs.items()}
@@ -197,11 +206,7 @@ def run_bfa(args) -> int:
     res = bfa_nflip(model, test, seeds=args.seeds, attack_batch=args.attack_batch,
                     max_flips=args.max_flips, seed=args.seed, topk=args.topk,
                     progress=not args.no_progress, rule=args.stop_rule,
-                    **_resumable(args, model, test))
-    if args.out:
-        res["checkpoint"], res["method"] = args.checkpoint, method_name(config)
-        write_json_atomic(args.out, res)
-        partial_bfa_file(args.out).unlink(missing_ok=True)
+                    **_resumable(args, model, test, stop_rule=args.stop_rule))
     if _printed_json(res, args, config):
         return 0
     print(f"BFA on {_header(args, config)}, attack batch {args.attack_batch}")
@@ -243,6 +248,9 @@ def run_tbfa(args) -> int:
     if args.all_pairs:
         if args.source is not None or args.target is not None:
             raise ConfigError("--all-pairs runs every pair; drop --source/--target")
+        if args.out:
+            raise ConfigError("--out resumes one source/target pair; with --all-pairs use "
+                              "--json > FILE")
         classes = None
         if args.classes:
             classes = [_class(c, "classes", data_name, test.num_classes)
@@ -255,7 +263,10 @@ def run_tbfa(args) -> int:
             raise ConfigError("--classes only applies to --all-pairs")
         s = _class(args.source, "source", data_name, test.num_classes)
         t = _class(args.target, "target", data_name, test.num_classes)
-        res = tbfa(model, test, s, t, **kw)
+        res = tbfa(model, test, s, t, **kw, **_resumable(
+            args, model, test, source=s, target=t, protocol=args.protocol,
+            source_images=args.source_images, aux_images=args.aux_images,
+            target_asr=args.target_asr))
     if _printed_json(res, args, config):
         return 0
     print(f"stealthy T-BFA on {_header(args, config)}")
