@@ -1,7 +1,8 @@
 """Table of the BFA runs in this folder (run.sh): per checkpoint, N_flip under both stop rules
 (< 11%, the paper's text; <= 10.1%, the authors' code, both from the same runs), runs that
 met <= 10.1% within the budget, accuracy before -> after; then, per quantizer, whether
-bit-flip noise training raises N_flip (the paper: yes): one-sided Mann-Whitney U and Welch t
+bit-flip noise training raises N_flip (the paper: yes), and whether each quantizer raises it
+over normal quantization (the paper's Table 1: yes): one-sided Mann-Whitney U and Welch t
 (models.attacks.compare_nflip), and paired by attack seed (the same attack batch for both
 checkpoints: split_attack_batch depends only on the labels and the seed), one-sided Wilcoxon
 signed-rank. Runs that spent the budget count the budget. Usage: python summarize.py > table.md"""
@@ -42,20 +43,31 @@ def main() -> None:
                   f"{np.mean(le):.1f} +/- {np.std(le, ddof=1):.1f} | "
                   f"{sum(r['reached'])}/{len(le)} | {100 * r['clean_accuracy_mean']:.2f} -> "
                   f"{100 * r['final_accuracy_mean']:.2f} |")
-    print()
-    for q in QUANTIZERS:
-        a, b = runs.get(q), runs.get(f"{q}_bfn")
-        if not (a and b):
-            continue
-        for key, rule in (("n_flips_lt11", "< 11%"), ("n_flips", "<= 10.1%")):
-            c = compare_nflip(a[key], b[key], q, f"{q}+bfn")
-            line = f"- {rule}: {comparison_line(c)}"
-            if a["seeds"] == b["seeds"]:
-                d = np.array(b[key], float) - np.array(a[key], float)
-                if np.any(d != 0):
-                    w = stats.wilcoxon(d, alternative="greater")
-                    line += f"; paired by seed: Wilcoxon p = {w.pvalue:.3g}"
-            print(line)
+    pairs = [(q, f"{q}_bfn") for q in QUANTIZERS] + \
+        [(f"normal{b}", f"{q}{b}") for b in ("", "_bfn") for q in QUANTIZERS[1:]]
+    for title, chosen in (("Does bit-flip noise training raise N_flip?", pairs[:4]),
+                          ("Does a quantizer raise N_flip over normal quantization?",
+                           pairs[4:])):
+        lines = [line for a, b in chosen if a in runs and b in runs
+                 for line in comparison_lines(runs[a], runs[b], a, b)]
+        if lines:
+            print(f"\n{title}")
+            print("\n".join(lines))
+
+
+def comparison_lines(a: dict, b: dict, name_a: str, name_b: str) -> list[str]:
+    """Both stop rules' tests of "b needs more flips than a"."""
+    out = []
+    for key, rule in (("n_flips_lt11", "< 11%"), ("n_flips", "<= 10.1%")):
+        c = compare_nflip(a[key], b[key], name_a.replace("_", "+"), name_b.replace("_", "+"))
+        line = f"- {rule}: {comparison_line(c)}"
+        if a["seeds"] == b["seeds"]:
+            d = np.array(b[key], float) - np.array(a[key], float)
+            if np.any(d != 0):
+                w = stats.wilcoxon(d, alternative="greater")
+                line += f"; paired by seed: Wilcoxon p = {w.pvalue:.3g}"
+        out.append(line)
+    return out
 
 
 if __name__ == "__main__":

@@ -6,6 +6,9 @@
 # rerun the same command (on any machine; DEVICE=cuda on a GPU). Each epoch's test accuracy
 # is a JSON line in <checkpoint>.log (the accuracy-vs-epochs record).
 #   bash run.sh [float|normal|wcat_bfn ...]     (default: float)
+# EPOCHS=N (not 300) trains the same recipe with a budget of N epochs into <method>.eN.pt:
+# final accuracy vs budget, `python budget.py` (a cosine schedule's accuracy part-way through
+# a long run is not what a shorter run reaches).
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 here=studies/results/resnet20_scratch
@@ -20,5 +23,5 @@ for m in "${@:-float}"; do
   "$hwsim" train --model resnet20 --data cifar10 --data-root ../shared/data/cifar10-jpeg.tar.gz \
     "${q[@]}" --epochs "${EPOCHS:-300}" --batch-size 128 --lr 0.1 --momentum 0.9 \
     --weight-decay 5e-4 --seed 0 --threads "${THREADS:-2}" ${DEVICE:+--device $DEVICE} \
-    --no-progress --out "$here/$m.pt" --resume
+    --no-progress --out "$here/$m$( [ "${EPOCHS:-300}" = 300 ] || echo ".e$EPOCHS").pt" --resume
 done
