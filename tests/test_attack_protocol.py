@@ -121,10 +121,13 @@ def test_cli_attack_out_resumes_per_seed(attack, tmp_path, capsys, monkeypatch):
     same = {k for k in b if "seconds" not in k}
     assert {k: a[k] for k in same} == {k: b[k] for k in same}
     assert len(a["n_flips"]) == 3 and sum(a["layer_histogram"].values()) == sum(a["n_flips"])
-    # other settings (a budget of 5 flips) or a foreign file: every seed attacked again
+    # other settings (a budget of 5 flips), a foreign file or records naming layers this
+    # model does not have: every seed attacked again
     (tmp_path / "o.json.partial.json").write_text(json.dumps(part))
     (tmp_path / "g.json.partial.json").write_text('{"settings": 1}')
-    for f, extra in (("o.json", ["--max-flips", "5"]), ("g.json", [])):
+    part["runs"]["0"]["flips"][0]["layer"] = "nope"
+    (tmp_path / "l.json.partial.json").write_text(json.dumps(part))
+    for f, extra in (("o.json", ["--max-flips", "5"]), ("g.json", []), ("l.json", [])):
         ran.clear()
         assert main(base + ["--out", str(tmp_path / f), "--seeds", "1"] + extra) == 0
         assert ran == [0], f

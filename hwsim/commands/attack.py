@@ -22,6 +22,7 @@ from hwsim.models.checkpoint import load_checkpoint, method_name
 from hwsim.models.data import CIFAR10_CLASSES, load_dataset
 from hwsim.models.device import model_device, resolve_device
 from hwsim.models.errors import ConfigError
+from hwsim.models.quant import quant_layers
 
 from .common import add_device, add_seed, add_threads, apply_threads, comma_list, number, print_json
 
@@ -190,8 +191,14 @@ def _resumable(args, model, test, **attack) -> dict:
                 "device": model_device(model).type, "attack_batch": args.attack_batch,
                 "max_flips": args.max_flips, "topk": args.topk} | attack
 
+    layers = {n for n, _ in quant_layers(model)}
+
     def parse(runs: dict) -> dict:
-        return {int(k): AttackRun.from_json(v) for k, v in runs.items()}
+        done = {int(k): AttackRun.from_json(v) for k, v in runs.items()}
+        if any(k != r.seed or not {f.layer for f in r.flips} <= layers
+               for k, r in done.items()):
+            raise ValueError("records of another model")
+        return done
     log = None if args.no_progress else (lambda m: print(m, file=sys.stderr))
     done = read_partial(partial, settings, "runs", parse, log, what="seeds")
 
