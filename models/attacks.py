@@ -206,50 +206,49 @@ class HeldOutCheck:
     """Exactly `accuracy(x, y) < threshold`, asked after every flip, for one held-out set.
 
     It stops as soon as the answer is known: `threshold * n` correct images decide "not
-    below". Images are evaluated in order of their margin (true logit minus best other) at the
-    previous check, largest first: those are the ones most likely still correct, so a damaged
-    network is decided after a few batches instead of most of the set. The order only changes
-    how soon the count is reached, never the answer. `need` (e.g. StopRule.need) replaces
-    `threshold * n` as the count of correct images that answers "not below"; it may be
-    changed between checks."""
+    below". Images are evaluated in order of their latest known margin (true logit minus best
+    other; each check updates the margins of the images it evaluated), largest first: those
+    are the ones most likely still correct, so a damaged network is decided after a few
+    batches instead of most of the set. The order only changes how soon the count is reached,
+    never the answer. `need` (e.g. StopRule.need) replaces `threshold * n` as the count of
+    correct images that answers "not below"; it may be changed between checks. `margins`:
+    known margins to start from (e.g. of the clean network); default 0 for every image."""
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, threshold: float,
                  batch_size: int | None = None, reorder: bool = True,
-                 need: float | None = None):
+                 need: float | None = None, margins: torch.Tensor | None = None):
         self.x, self.y, self.reorder = x, y, reorder
         self.batch_size = batch_size or eval_batch_size(x.device)
         self.need = threshold * len(y) if need is None else need
-        self.order = torch.arange(len(y), device=y.device)
+        self.margins = torch.zeros(len(y), device=y.device) if margins is None else \
+            margins.detach().to(y.device, torch.float32).clone()
+        self.order = self._sorted() if reorder and margins is not None else \
+            torch.arange(len(y), device=y.device)
         self.images = 0  # evaluated so far, over all checks (benchmarks/bench_bfa_check.py)
         # (correct, evaluated) of the last check: a "below" answer evaluated every image, so
         # its count is the exact accuracy of that network (bfa_run reuses it)
         self.last: tuple[int, int] | None = None
 
-    def start_order(self, margins: torch.Tensor) -> None:
-        """Evaluate images in order of `margins` (one per image, e.g. of the clean network),
-        largest first, from the next check on."""
-        self.order = torch.argsort(margins, descending=True, stable=True)
+    def _sorted(self) -> torch.Tensor:
+        return torch.argsort(self.margins, descending=True, stable=True)
 
     @torch.no_grad()
     def __call__(self, model: nn.Module) -> bool:
-        correct, seen, margins, n = 0, 0, [], len(self.y)
+        correct, seen, n = 0, 0, len(self.y)
         for i in range(0, n, self.batch_size):
             idx = self.order[i:i + self.batch_size]
             y = self.y[idx]
             logits = model(use_channels_last(model, self.x[idx]))
             correct += int((logits.argmax(1) == y).sum())
             if self.reorder:  # off: fixed order, the baseline of benchmarks/bench_bfa_check.py
-                margins.append(_margin(logits, y))
+                self.margins[idx] = _margin(logits, y).float()
             seen += len(idx)
             if correct >= self.need:
                 break
         self.images += seen
         self.last = (correct, seen)
-        if margins:
-            m = torch.cat(margins)
-            self.order = torch.cat([self.order[:seen][torch.argsort(m, descending=True,
-                                                                     stable=True)],
-                                    self.order[seen:]])
+        if self.reorder:
+            self.order = self._sorted()
         return correct < self.need
 
 
@@ -492,9 +491,7 @@ def bfa_run(model: nn.Module, test_data, *, attack_batch: int = DEFAULT_ATTACK_B
     with search.attacking():
         # first the 'lt11' count (exactly the old check), then the goal's if it is stricter
         below = HeldOutCheck(xh, yh, loose.threshold(num_classes), reorder=reorder_check,
-                             need=loose.need(len(yh), num_classes))
-        if reorder_check:
-            below.start_order(margin[h])
+                             need=loose.need(len(yh), num_classes), margins=margin[h])
         goal_need = goal.need(len(yh), num_classes)
 
         def met() -> bool:
