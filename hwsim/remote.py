@@ -245,7 +245,8 @@ def _submit_attacks(study, executor, test, log) -> None:
     """One task per method x attack seed; a method's attacks.json entry, summarized by
     bfa_nflip exactly as a serial run's, is written when its last seed finishes."""
     from hwsim.models.attacks import bfa_nflip
-    from .study import checkpoint_path
+    from .attack_records import resumable
+    from .study import attack_partial, checkpoint_path
     path, a = study.out_dir / "attacks.json", study.attacks
     done = read_json(path)
     settings, kw = a.settings(study.seed), a.kwargs()
@@ -254,17 +255,26 @@ def _submit_attacks(study, executor, test, log) -> None:
     for m in study.methods:
         if m.name in done and done[m.name].get("settings") == settings:
             continue
-        ck, runs = str(checkpoint_path(study, m)), {}
-        log(f"== BFA on {m.name} ({a.bfa_seeds} seeds, Ray tasks)")
+        ck = str(checkpoint_path(study, m))
+        partial, kept = attack_partial(study, m.name)
+        model, _ = load_checkpoint(ck)
+        record = resumable(partial, kept, model, log)  # seeds a killed run finished
+        runs = dict(record["done"])
+        todo = [s for s in range(study.seed, study.seed + a.bfa_seeds) if s not in runs]
+        log(f"== BFA on {m.name} ({len(todo)} of {a.bfa_seeds} seeds, Ray tasks)")
 
-        def finish(run, name=m.name, ck=ck, runs=runs):
-            runs[run.seed] = run
+        def finish(run, name=m.name, model=model, runs=runs, record=record, partial=partial):
+            if run is not None:
+                runs[run.seed] = run
+                record["on_run"](run)
             if len(runs) < a.bfa_seeds:
                 return
-            model, _ = load_checkpoint(ck)
             r = bfa_nflip(model, test, seeds=a.bfa_seeds, seed=study.seed,
                           runs=[runs[s] for s in sorted(runs)], **kw)
             update_json(path, lambda d: d.update({name: dict(r, settings=settings)}))
-        for s in range(study.seed, study.seed + a.bfa_seeds):
+            partial.unlink(missing_ok=True)
+        if not todo:
+            finish(None)
+        for s in todo:
             executor.submit(bfa_seed, _abs(ck), ref, task_device, kw, s, device=study.device,
                             done=finish)

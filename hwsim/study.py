@@ -23,7 +23,7 @@ from hwsim.models.train import TrainConfig, train
 
 from .ber import BerModel
 from .chips import chips_sidecar, run_study_chips, study_chips_md
-from .files import read_json, stale_outputs, update_json, write_text_atomic
+from .files import file_sha256, read_json, stale_outputs, update_json, write_text_atomic
 from .pareto import TABLE_COLUMNS, lowest_energy_within, readable_table
 from .study_spec import Method, Reference, Study
 from .scenario import component_points
@@ -381,9 +381,22 @@ Published figures for comparison ({study.reference.source}):
 """
 
 
+def attack_partial(study: Study, method: str) -> tuple[Path, dict]:
+    """(file, settings) of the per-seed BFA records a study keeps for `method` until its
+    attacks.json entry is written (attack_records.resumable): the study's attack settings
+    plus the checkpoint's sha256, so a retrained checkpoint starts over."""
+    from .attack_records import partial_file
+    m = next(m for m in study.methods if m.name == method)
+    settings = dict(study.attacks.settings(study.seed),
+                    checkpoint_sha256=file_sha256(checkpoint_path(study, m)),
+                    device=resolve_device(study.device).type)
+    return partial_file(study.out_dir / f"attacks.{method}.json"), settings
+
+
 def _run_attacks(study: Study, path: Path, get_data, progress, log) -> dict:
     from hwsim.models.attacks import bfa_nflip
     from hwsim.models.checkpoint import load_checkpoint
+    from .attack_records import resumable
     done = read_json(path)
     a = study.attacks
     for m in study.methods:
@@ -394,9 +407,11 @@ def _run_attacks(study: Study, path: Path, get_data, progress, log) -> dict:
         log(f"== BFA on {m.name} ({a.bfa_seeds} seeds)")
         model, _ = load_checkpoint(checkpoint_path(study, m))
         model.to(resolve_device(study.device))
+        partial, kept = attack_partial(study, key)
         r = bfa_nflip(model, get_data()[1], seeds=a.bfa_seeds, seed=study.seed,
-                      progress=progress, **a.kwargs())
+                      progress=progress, **a.kwargs(), **resumable(partial, kept, model, log))
         done = update_json(path, lambda d: d.update({key: dict(r, settings=settings)}))
+        partial.unlink(missing_ok=True)
     return done
 
 
@@ -405,7 +420,7 @@ def _run_fixed_bers(study: Study, path: Path, get_data, progress, log) -> dict:
     Carlo settings; each entry is kept while its checkpoint and settings are unchanged."""
     from hwsim.models.checkpoint import load_checkpoint
     from hwsim.models.estimate import estimate_accuracy
-    from .sweep import file_sha256, point_seed
+    from .sweep import point_seed
     done = read_json(path)
     mc = study.monte_carlo
     for m in study.methods:

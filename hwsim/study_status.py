@@ -2,6 +2,7 @@
 results folder without loading data or models (`hwsim study FILE --status`)."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -9,7 +10,7 @@ import pandas as pd
 from hwsim.models.checkpoint import epochs_trained, last_test_acc, read_checkpoint
 
 from .files import read_json
-from .study import checkpoint_path
+from .study import attack_partial, checkpoint_path
 from .study_spec import Study
 from .sweep import read_rows, voltage_grid
 
@@ -47,9 +48,22 @@ def study_status(study: Study) -> pd.DataFrame:
             "test acc %": "" if acc is None else f"{100 * acc:.2f}",
             "swept (voltages)": f"{swept}/{len(grid) * len(study.scenarios)}",
             "fixed BERs": f"{sum(repr(b) in bers for b in study.bers)}/{len(study.bers)}",
-            "BFA (seeds)": (f"{len(bfa.get('n_flips', [])) if bfa else 0}/"
+            "BFA (seeds)": (f"{len(bfa.get('n_flips', [])) if bfa else _bfa_kept(study, m)}/"
                             f"{study.attacks.bfa_seeds}"), **per_layer})
     return pd.DataFrame(table)
+
+
+def _bfa_kept(study: Study, m) -> int:
+    """Seeds an interrupted BFA of method `m` finished (its per-seed records, if they still
+    match the checkpoint and settings; a rerun continues from them)."""
+    if not checkpoint_path(study, m).exists():
+        return 0
+    partial, settings = attack_partial(study, m.name)
+    try:
+        rec = json.loads(partial.read_text())
+        return len(rec["runs"]) if rec["settings"] == json.loads(json.dumps(settings)) else 0
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
 
 
 def baseline_status(study: Study) -> str | None:

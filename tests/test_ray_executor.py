@@ -12,6 +12,7 @@ from hwsim.cli import main
 from hwsim.energy import LayerResult, NetworkEnergy
 from hwsim.executor import RayExecutor
 from hwsim.study import run_study
+from hwsim.study_status import study_status
 from hwsim.study_spec import load_study
 from hwsim.workload import LayerShape
 from hwsim.models.errors import ConfigError
@@ -123,6 +124,51 @@ def test_ray_study_same_numbers_then_rerun_does_nothing(cluster, tmp_path, monke
         assert ex.completed == 0
     assert stamp == {p: p.stat().st_mtime_ns for p in (tmp_path / "ray").rglob("*")
                      if p.is_file()}
+
+
+def test_study_bfa_resumes_per_seed_serial_and_ray(cluster, tmp_path, monkeypatch):
+    """A study killed during BFA keeps its finished seeds (attacks.METHOD.json.partial.json):
+    a serial rerun attacks only the missing seeds, a Ray rerun submits one task per missing
+    seed, and both write the attacks.json an uninterrupted run writes."""
+    import hwsim.models.attacks as attacks
+    monkeypatch.setattr(sw, "model_energy", lambda *a, **k: _fake_energy())
+    studies = {}
+    for kind in ("whole", "serial", "ray"):
+        f = tmp_path / f"{kind}.yaml"
+        f.write_text(STUDY.replace("ARCH", ARCH).replace("OUT", str(tmp_path / kind)))
+        studies[kind] = load_study(f)
+    quiet = dict(progress=False, log=lambda s: None)
+    run_study(studies["whole"], **quiet)
+    real, calls = attacks.bfa_run, []
+
+    def counted(kill_at=None):
+        def run(*a, **k):
+            calls.append(k["seed"])
+            if len(calls) == kill_at:
+                raise KeyboardInterrupt  # killed while attacking normal's seed 1
+            return real(*a, **k)
+        return run
+    for kind in ("serial", "ray"):
+        calls.clear()
+        monkeypatch.setattr(attacks, "bfa_run", counted(kill_at=2))
+        with pytest.raises(KeyboardInterrupt):
+            run_study(studies[kind], **quiet)
+        part = json.loads((tmp_path / kind / "attacks.normal.json.partial.json").read_text())
+        assert list(part["runs"]) == ["0"]
+    status = study_status(studies["serial"]).set_index("method")["BFA (seeds)"]
+    assert status.to_dict() == {"normal": "1/2", "wcat+bfn": "0/2"}
+    calls.clear()
+    monkeypatch.setattr(attacks, "bfa_run", counted())
+    run_study(studies["serial"], **quiet)
+    assert calls == [1, 0, 1]  # normal's missing seed, then wcat+bfn's two
+    with RayExecutor() as ex:
+        run_study(studies["ray"], executor=ex, **quiet)
+        assert ex.completed == 3
+    drop = ("iteration_seconds",)
+    whole = _json(tmp_path / "whole/attacks.json", drop)
+    for kind in ("serial", "ray"):
+        assert _json(tmp_path / kind / "attacks.json", drop) == whole, kind
+        assert not list((tmp_path / kind).glob("*.partial.json")), kind
 
 
 def _fake_energy() -> NetworkEnergy:

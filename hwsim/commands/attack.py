@@ -14,15 +14,15 @@ import math
 import sys
 from pathlib import Path
 
-from hwsim.files import file_sha256, read_partial, write_json_atomic, write_partial
+from hwsim.attack_records import partial_file, resumable
+from hwsim.files import file_sha256, write_json_atomic
 from hwsim.models.attacks import (DEFAULT_ATTACK_BATCH, DEFAULT_STOP_RULE, STOP_RULES,
-                                  AttackRun, bfa_nflip, compare_nflip, comparison_line, random_nflip,
+                                  bfa_nflip, compare_nflip, comparison_line, random_nflip,
                                   TBFA_PROTOCOLS, tbfa, tbfa_all_pairs)
 from hwsim.models.checkpoint import load_checkpoint, method_name
 from hwsim.models.data import CIFAR10_CLASSES, load_dataset
 from hwsim.models.device import model_device, resolve_device
 from hwsim.models.errors import ConfigError
-from hwsim.models.quant import quant_layers
 
 from .common import add_device, add_seed, add_threads, apply_threads, comma_list, number, print_json
 
@@ -175,37 +175,17 @@ def _printed_json(res: dict, args, config) -> bool:
     return bool(args.json)
 
 
-def partial_file(out) -> Path:
-    """Where `hwsim attack bfa|tbfa --out OUT` keeps its finished seeds until OUT is written."""
-    return Path(f"{out}.partial.json")
-
-
 def _resumable(args, model, test, **attack) -> dict:
     """bfa_nflip / tbfa keyword arguments that resume from, and save each new run to,
     partial_file(args.out), valid for runs of the same checkpoint (sha256), test set, device
     type and attack settings (`attack` adds those of one attack)."""
     if not args.out:
         return {}
-    partial = partial_file(args.out)
     settings = {"checkpoint_sha256": file_sha256(args.checkpoint), "test_images": len(test),
                 "device": model_device(model).type, "attack_batch": args.attack_batch,
                 "max_flips": args.max_flips, "topk": args.topk} | attack
-
-    layers = {n for n, _ in quant_layers(model)}
-
-    def parse(runs: dict) -> dict:
-        done = {int(k): AttackRun.from_json(v) for k, v in runs.items()}
-        if any(k != r.seed or not {f.layer for f in r.flips} <= layers
-               for k, r in done.items()):
-            raise ValueError("records of another model")
-        return done
     log = None if args.no_progress else (lambda m: print(m, file=sys.stderr))
-    done = read_partial(partial, settings, "runs", parse, log, what="seeds")
-
-    def save(run) -> None:
-        done[run.seed] = run
-        write_partial(partial, settings, "runs", {str(k): r.to_json() for k, r in done.items()})
-    return {"done": done, "on_run": save}
+    return resumable(partial_file(args.out), settings, model, log)
 
 
 def run_bfa(args) -> int:
