@@ -259,13 +259,12 @@ def _submit_attacks(study, executor, test, log) -> None:
         partial, kept = attack_partial(study, m.name)
         model, _ = load_checkpoint(ck)
         record = resumable(partial, kept, model, log)  # seeds a killed run finished
-        runs = dict(record["done"])
+        runs = record["done"]  # on_run adds each finished seed to it
         todo = [s for s in range(study.seed, study.seed + a.bfa_seeds) if s not in runs]
         log(f"== BFA on {m.name} ({len(todo)} of {a.bfa_seeds} seeds, Ray tasks)")
 
         def finish(run, name=m.name, model=model, runs=runs, record=record, partial=partial):
             if run is not None:
-                runs[run.seed] = run
                 record["on_run"](run)
             if len(runs) < a.bfa_seeds:
                 return

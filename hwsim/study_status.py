@@ -2,14 +2,13 @@
 results folder without loading data or models (`hwsim study FILE --status`)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
 from hwsim.models.checkpoint import epochs_trained, last_test_acc, read_checkpoint
 
-from .files import read_json
+from .files import read_json, read_partial
 from .study import attack_partial, checkpoint_path
 from .study_spec import Study
 from .sweep import read_rows, voltage_grid
@@ -60,9 +59,8 @@ def _bfa_kept(study: Study, m) -> int:
         return 0
     partial, settings = attack_partial(study, m.name)
     try:
-        rec = json.loads(partial.read_text())
-        return len(rec["runs"]) if rec["settings"] == json.loads(json.dumps(settings)) else 0
-    except (OSError, ValueError, KeyError, TypeError):
+        return len(read_partial(partial, settings, "runs", dict))
+    except OSError:
         return 0
 
 
