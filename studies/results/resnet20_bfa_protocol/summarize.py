@@ -25,9 +25,36 @@ QUANTIZERS = ["normal", "plclip", "lsq", "wcat"]
 PAPER = {"normal": "11.3", "plclip": "46.9", "wcat": "78.8 +/- 15.5", "wcat_bfn": "90.2"}
 
 
+SAME = ("attack", "attack_batch", "max_flips", "topk", "threshold", "stop_rule", "checkpoint")
+PER_SEED = ("seeds", "n_flips", "n_flips_lt11", "reached", "clean_accuracies",
+            "final_accuracies")
+
+
 def load(m: str) -> dict | None:
-    p = HERE / f"{m}.json"
-    return json.loads(p.read_text()) if p.exists() else None
+    """M.json merged with M.sN.json (seeds N.., run.sh SEED=N): per-seed lists concatenated in
+    seed order, means recomputed; files with other attack settings or overlapping seeds are
+    refused."""
+    files = [p for p in [HERE / f"{m}.json", *sorted(HERE.glob(f"{m}.s*.json"))] if p.exists()]
+    if not files:
+        return None
+    parts = [json.loads(p.read_text()) for p in files]
+    merged = dict(parts[0])
+    for p, part in zip(files[1:], parts[1:]):
+        bad = [k for k in SAME if part.get(k) != merged.get(k)]
+        if bad or set(part["seeds"]) & set(merged["seeds"]):
+            raise SystemExit(f"{p.name}: cannot merge with {files[0].name}: "
+                             f"{'different ' + ', '.join(bad) if bad else 'seeds overlap'}")
+        for k in PER_SEED:
+            merged[k] = merged[k] + part[k]
+        merged["layer_histogram"] = {
+            name: merged["layer_histogram"].get(name, 0) + part["layer_histogram"].get(name, 0)
+            for name in {**merged["layer_histogram"], **part["layer_histogram"]}}
+    order = np.argsort(merged["seeds"], kind="stable")
+    for k in PER_SEED:
+        merged[k] = [merged[k][i] for i in order]
+    merged["clean_accuracy_mean"] = float(np.mean(merged["clean_accuracies"]))
+    merged["final_accuracy_mean"] = float(np.mean(merged["final_accuracies"]))
+    return merged
 
 
 def main() -> None:
@@ -46,11 +73,13 @@ def main() -> None:
                   f"{np.mean(le):.1f} +/- {np.std(le, ddof=1):.1f} | "
                   f"{sum(r['reached'])}/{len(le)} | {100 * r['clean_accuracy_mean']:.2f} -> "
                   f"{100 * r['final_accuracy_mean']:.2f} | {PAPER.get(m, '')} |")
-    pairs = [(q, f"{q}_bfn") for q in QUANTIZERS] + \
-        [(f"normal{b}", f"{q}{b}") for b in ("", "_bfn") for q in QUANTIZERS[1:]]
-    for title, chosen in (("Does bit-flip noise training raise N_flip?", pairs[:4]),
-                          ("Does a quantizer raise N_flip over normal quantization?",
-                           pairs[4:])):
+    sections = (
+        ("Does bit-flip noise training raise N_flip?", [(q, f"{q}_bfn") for q in QUANTIZERS]),
+        ("Does a quantizer raise N_flip over normal quantization?",
+         [(f"normal{b}", f"{q}{b}") for b in ("", "_bfn") for q in QUANTIZERS[1:]]),
+        ("Does WCAT need more flips than the other quantizers (the paper: yes)?",
+         [(f"{q}{b}", f"wcat{b}") for b in ("", "_bfn") for q in ("plclip", "lsq")]))
+    for title, chosen in sections:
         lines = [line for a, b in chosen if a in runs and b in runs
                  for line in comparison_lines(runs[a], runs[b], a, b)]
         if lines:
@@ -64,11 +93,12 @@ def comparison_lines(a: dict, b: dict, name_a: str, name_b: str) -> list[str]:
     for key, rule in (("n_flips_lt11", "< 11%"), ("n_flips", "<= 10.1%")):
         c = compare_nflip(a[key], b[key], name_a.replace("_", "+"), name_b.replace("_", "+"))
         line = f"- {rule}: {comparison_line(c)}"
-        if a["seeds"] == b["seeds"]:
-            d = np.array(b[key], float) - np.array(a[key], float)
-            if np.any(d != 0):
-                w = stats.wilcoxon(d, alternative="greater")
-                line += f"; paired by seed: Wilcoxon p = {w.pvalue:.3g}"
+        common = sorted(set(a["seeds"]) & set(b["seeds"]))
+        by_a, by_b = dict(zip(a["seeds"], a[key])), dict(zip(b["seeds"], b[key]))
+        d = np.array([by_b[s] - by_a[s] for s in common], float)
+        if np.any(d != 0):
+            w = stats.wilcoxon(d, alternative="greater")
+            line += f"; paired by seed ({len(common)}): Wilcoxon p = {w.pvalue:.3g}"
         out.append(line)
     return out
 
