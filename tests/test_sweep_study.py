@@ -345,3 +345,17 @@ def test_study_act_bfn_reaches_the_training_recipe(tmp_path):
         with pytest.raises(ConfigError) as e:
             load_study(g)
         assert msg in str(e.value)
+
+
+def test_threads_flag_overrides_the_study_files_training_threads(tmp_path, monkeypatch):
+    import hwsim.commands.study as cmd
+    from hwsim.cli import main
+    f = tmp_path / "s.yaml"
+    f.write_text(STUDY.replace("ARCH", str(ROOT / "arch/eyeriss_sram.yaml")).replace("OUT", "o")
+                 .replace("lr: 0.05}", "lr: 0.05, threads: 2}"))
+    seen = []
+    monkeypatch.setattr(cmd, "run_study", lambda study, **k: seen.append(study.training.threads))
+    monkeypatch.setattr(cmd, "apply_threads", lambda args: None)  # leave this process's alone
+    assert main(["study", str(f), "--no-progress", "--only", "normal"]) == 0
+    assert main(["study", str(f), "--no-progress", "--only", "normal", "--threads", "1"]) == 0
+    assert seen == [2, 1]

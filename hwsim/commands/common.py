@@ -85,9 +85,8 @@ def out_file(path: str, flag: str = "--out") -> Path:
     return p
 
 
-def add_threads(p) -> None:
-    p.add_argument("--threads", type=number(int, 1), default=None,
-                   help="torch CPU threads (default: torch's choice)")
+def add_threads(p, help: str = "torch CPU threads (default: torch's choice)") -> None:
+    p.add_argument("--threads", type=number(int, 1), default=None, help=help)
 
 
 def add_device(p, default: str | None = "cpu",

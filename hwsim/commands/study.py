@@ -25,7 +25,8 @@ def register(sub) -> None:
                         "first; the report and summary wait for a full run")
     p.add_argument("--status", action="store_true",
                    help="only print what is finished and what a run would still compute")
-    add_threads(p)
+    add_threads(p, help="torch CPU threads, for training too: overrides the study file's "
+                        "training.threads (default: the file's, else torch's choice)")
     add_device(p, default=None, help="cpu, cuda, cuda:N or auto: where training and evaluation "
                                      "run (default: the study file's device:, else cpu)")
     add_executor_args(p)
@@ -37,6 +38,8 @@ def run(args) -> int:
     study = load_study(args.file)
     if args.device is not None:  # the flag overrides the study file's device:
         study = replace(study, device=check_device_name(args.device))
+    if args.threads:  # and --threads its training.threads: (not part of any recipe)
+        study = replace(study, training=replace(study.training, threads=args.threads))
     only = comma_list(args.only)
     if args.status:
         from hwsim.study_status import baseline_status, study_status
