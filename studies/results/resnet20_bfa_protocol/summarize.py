@@ -9,6 +9,7 @@ signed-rank. Runs that spent the budget count the budget. Usage: python summariz
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -34,7 +35,9 @@ def load(m: str) -> dict | None:
     """M.json merged with M.sN.json (seeds N.., run.sh SEED=N): per-seed lists concatenated in
     seed order, means recomputed; files with other attack settings or overlapping seeds are
     refused."""
-    files = [p for p in [HERE / f"{m}.json", *sorted(HERE.glob(f"{m}.s*.json"))] if p.exists()]
+    more = sorted((p for p in HERE.glob(f"{m}.s*.json") if re.fullmatch(rf"{m}\.s\d+\.json", p.name)),
+                  key=lambda p: int(p.name[len(m) + 2:-5]))  # not M.sN.json.partial.json
+    files = [p for p in [HERE / f"{m}.json", *more] if p.exists()]
     if not files:
         return None
     parts = [json.loads(p.read_text()) for p in files]
