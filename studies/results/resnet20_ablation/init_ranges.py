@@ -17,7 +17,8 @@ from hwsim.models.checkpoint import read_checkpoint  # noqa: E402
 from hwsim.models.quant import best_range  # noqa: E402
 
 FLOAT = ROOT / "studies/results/resnet20_cifar10/checkpoints/float.pt"
-TRAINED = {"gsinv-l0.01 (max init)": ROOT / "studies/results/resnet20_cifar10/checkpoints/wcat_bfn.pt",
+TRAINED = {"gsinv-l0.01 (max init)":
+           ROOT / "studies/results/resnet20_cifar10/checkpoints/wcat_bfn.pt",
            "init4-ber_mse": Path(__file__).resolve().parent / "checkpoints/init4-ber_mse.pt"}
 
 
