@@ -35,9 +35,8 @@ def load(m: str) -> dict | None:
     """M.json merged with M.sN.json (seeds N.., run.sh SEED=N): per-seed lists concatenated in
     seed order, means recomputed; files with other attack settings or overlapping seeds are
     refused."""
-    more = sorted((p for p in HERE.glob(f"{m}.s*.json")  # not M.sN.json.partial.json
-                   if re.fullmatch(rf"{m}\.s\d+\.json", p.name)),
-                  key=lambda p: int(p.name[len(m) + 2:-5]))
+    more = sorted(p for p in HERE.glob(f"{m}.s*.json")  # not M.sN.json.partial.json
+                  if re.fullmatch(rf"{m}\.s\d+\.json", p.name))
     files = [p for p in [HERE / f"{m}.json", *more] if p.exists()]
     if not files:
         return None
