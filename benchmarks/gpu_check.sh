@@ -2,7 +2,8 @@
 # Every check that needs a CUDA GPU, in one run: tests/test_device.py (GPU vs CPU agreement of
 # training, sweeps and attacks; its tests that need hwsim's optional pieces such as accelforge
 # or plotly skip where those are missing), then benchmarks/bench_eval.py --device cuda
-# (Monte Carlo realizations/s against a plain loop measured in the same run).
+# (Monte Carlo realizations/s against a plain loop measured in the same run) and
+# benchmarks/bench_bfn.py --device cuda (BFN training step, flips drawn on the host vs the GPU).
 #
 # Needs only python3 with torch, numpy, scipy, pandas, scikit-learn and pytest: no .venv and
 # no `pip install` (the project is put on PYTHONPATH; tqdm is stubbed where it is missing).
@@ -51,5 +52,9 @@ echo "== benchmarks/bench_eval.py --device cuda $*"
 "$PY" benchmarks/bench_eval.py --device cuda "$@"
 bench=$?
 
-echo "gpu_check: tests exit status $tests, benchmark exit status $bench"
-[ "$tests" -eq 0 ] && [ "$bench" -eq 0 ]
+echo "== benchmarks/bench_bfn.py --device cuda"
+"$PY" benchmarks/bench_bfn.py --device cuda
+bfn=$?
+
+echo "gpu_check: tests exit status $tests, benchmark exit status $bench, bench_bfn $bfn"
+[ "$tests" -eq 0 ] && [ "$bench" -eq 0 ] && [ "$bfn" -eq 0 ]

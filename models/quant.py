@@ -14,7 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .errors import ConfigError
-from .faults import flip_random_bits
+from .faults import PositionSampler, flip_positions, sample_flip_count
 from .registry import Registry
 
 QUANTIZERS: Registry = Registry("quantizer")
@@ -58,9 +58,11 @@ class Quantizer(nn.Module):
         return self.fake_quant(w)
 
     @torch.no_grad()
-    def integers(self, w: torch.Tensor) -> tuple[torch.Tensor, float]:
-        """The stored integers (int16, values in [-Q, Q]) and the scale a/Q."""
-        a = float(self.range(w).clamp_min(1e-12))
+    def integers(self, w: torch.Tensor, on_device: bool = False):
+        """The stored integers (int16, values in [-Q, Q]) and the scale a/Q: a Python float,
+        or with on_device a 0-d tensor on w's device (no host synchronization on a GPU)."""
+        a = self.range(w).clamp_min(1e-12)
+        a = a.to(w.dtype) if on_device else float(a)
         scale = a / self.q
         ints = torch.round(w.clamp(-a, a) / scale).to(torch.int16)
         return ints, scale
@@ -316,6 +318,7 @@ class QuantLayer:
     bfn_rate: float
     weight_override: torch.Tensor | None
     weight_delta: torch.Tensor | None  # added straight through (models.adversarial)
+    bfn_sampler: str | None = None  # where BFN draws flip positions (bfn_noise's `where`)
 
     def _setup(self, quantizer: Quantizer, bfn_rate: float):
         self.quantizer = quantizer
@@ -331,13 +334,28 @@ class QuantLayer:
             w_hat = w_hat + self.weight_delta
         if self.training and self.bfn_rate > 0:
             # one fresh realization per forward; backward straight through (dW~/dW = 1)
-            ints, scale = self.quantizer.integers(self.weight)
-            seed = int(torch.randint(0, 2 ** 62, (1,)))
-            flipped, _ = flip_random_bits(ints, self.quantizer.bits, self.bfn_rate,
-                                          np.random.default_rng(seed))
-            noise = (flipped - ints).to(w_hat.dtype) * scale
-            w_hat = w_hat + noise.detach()
+            w_hat = w_hat + bfn_noise(self.quantizer, self.weight, self.bfn_rate,
+                                      self.bfn_sampler).detach()
         return w_hat
+
+
+@torch.no_grad()
+def bfn_noise(quantizer: Quantizer, w: torch.Tensor, p: float,
+              where: str | None = None) -> torch.Tensor:
+    """One bit-flip realization of w's stored integers at rate p, as a weight change
+    ((flipped - stored) * scale, w's dtype and device). Its seed comes from torch's global
+    generator (torch.manual_seed fixes it), the flip count from numpy; the positions are
+    drawn where `where` says (faults.PositionSampler): by default numpy on the CPU (the draws
+    of every CPU result here) and a generator on the GPU on a GPU, where nothing then
+    leaves the device and nothing waits for it."""
+    seed = int(torch.randint(0, 2 ** 62, (1,)))
+    rng = np.random.default_rng(seed)
+    on_host = (where or ("host" if w.device.type == "cpu" else "device")) == "host"
+    ints, scale = quantizer.integers(w, on_device=not on_host)
+    n_bits = ints.numel() * quantizer.bits
+    k = sample_flip_count(n_bits, p, rng)
+    positions = PositionSampler(n_bits, rng, seed, w.device, where)(k)
+    return (flip_positions(ints, quantizer.bits, positions) - ints).to(w.dtype) * scale
 
 
 class QConv2d(QuantLayer, nn.Conv2d):

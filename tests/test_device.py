@@ -20,6 +20,7 @@ from hwsim.models.device import check_device_name, resolve_device
 from hwsim.models.errors import ConfigError
 from hwsim.models.estimate import estimate_accuracy
 from hwsim.models.faults import PositionSampler, sample_positions_on
+from hwsim.models.quant import bfn_noise, create_quantizer
 from hwsim.models.train import TrainConfig, train
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -51,7 +52,7 @@ def test_gpu_training_and_evaluation_match_the_cpu(digits, tmp_path):
                    device=dev)
         assert all(t.device.type == "cpu" for t in ck["model_state"].values())
         runs[dev] = ck["history"][-1]["test_acc"]
-    # same recipe and random draws; only float rounding differs (cuDNN vs CPU kernels)
+    # same recipe and seeds; BFN's flip positions drawn on the GPU, float rounding of cuDNN
     assert runs["cuda"] >= 0.85 and abs(runs["cuda"] - runs["cpu"]) <= 0.03
 
     model, _ = load_checkpoint(tmp_path / "cuda.pt")  # a GPU checkpoint loads on the CPU
@@ -61,6 +62,20 @@ def test_gpu_training_and_evaluation_match_the_cpu(digits, tmp_path):
     assert gpu.flips == cpu.flips  # identical bit-error patterns (host draws, copied over)
     assert gpu.clean == pytest.approx(runs["cuda"])
     assert np.abs(np.subtract(gpu.accuracies, cpu.accuracies)).max() <= 2 / len(digits[1])
+
+
+@cuda
+def test_bfn_draws_its_flips_on_the_gpu():
+    q = create_quantizer("wcat", bits=4).cuda()
+    w = torch.randn(64, 32, 3, 3, device="cuda")
+    q.init_from(w)
+    torch.manual_seed(7)
+    noise = bfn_noise(q, w, 0.01)  # the GPU default: device draws
+    torch.manual_seed(7)
+    assert noise.device.type == "cuda" and torch.equal(noise, bfn_noise(q, w, 0.01, "device"))
+    _, scale = q.integers(w)
+    changed = int((noise != 0).sum())  # k ~ 0.01 * 73,728 bits, at most one change per flip
+    assert 400 < changed < 1000 and torch.allclose(noise / scale, torch.round(noise / scale))
 
 
 # ----------------------------------------------------------------------------- flips drawn on

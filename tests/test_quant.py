@@ -6,8 +6,9 @@ import torch
 import torch.nn as nn
 
 from hwsim.models.errors import ConfigError
-from hwsim.models.quant import (QConv2d, create_quantizer, expected_mse, quant_layers,
-                          quantize_model)
+from hwsim.models.faults import flip_random_bits, to_unsigned
+from hwsim.models.quant import (QConv2d, bfn_noise, create_quantizer, expected_mse, quant_layers,
+                                quantize_model)
 
 
 def test_roundtrip_and_clipping_eqs_3_4():
@@ -124,6 +125,31 @@ def test_bfn_is_straight_through_and_noisy():
     assert not torch.equal(w1, w2)  # a fresh realization per forward
     layer.eval()
     assert torch.equal(layer.effective_weight(), layer.effective_weight())  # no noise in eval
+
+
+def test_bfn_noise_host_draws_are_the_cpu_results_draws_and_device_draws_flip_bits():
+    q = create_quantizer("wcat", bits=4)
+    w = torch.randn(64, 32, 3, 3)
+    q.init_from(w)
+    ints, scale = q.integers(w)
+    # host (the CPU default): the seed from torch's generator, then numpy's count and
+    # positions, exactly as every committed CPU training drew them
+    torch.manual_seed(7)
+    seed = int(torch.randint(0, 2 ** 62, (1,)))
+    flipped, k = flip_random_bits(ints, 4, 0.01, np.random.default_rng(seed))
+    torch.manual_seed(7)
+    assert torch.equal(bfn_noise(q, w, 0.01), (flipped - ints).float() * scale)
+    # device (the GPU default, forced here): the same flip count, positions from a torch
+    # generator; exactly k bits differ, each noise value a multiple of the scale
+    torch.manual_seed(7)
+    noise = bfn_noise(q, w, 0.01, where="device")
+    stored = to_unsigned(ints.reshape(-1), 4)
+    delta = torch.round(noise.reshape(-1) / scale).to(torch.int32)
+    after = to_unsigned(delta + ints.reshape(-1), 4)
+    assert sum(bin(int(x)).count("1") for x in stored ^ after) == k
+    assert 0 < k < 0.02 * w.numel() * 4
+    torch.manual_seed(7)
+    assert torch.equal(bfn_noise(q, w, 0.01, where="device"), noise)  # seeded by torch
 
 
 def test_bad_quantizer_settings_are_clean_errors():
