@@ -1,8 +1,9 @@
-"""Per-layer WCAT ranges of ResNet-20, 4-bit (issue 21 item 2): where each init starts, from the
-float baseline the study fine-tunes (max|W|; eq. 9's clean-MSE range; eq. 10's expected MSE
-under 1% bit errors, `init: ber_mse`), and where the epochs of WCAT+BFN fine-tuning took them
-(rows gsinv-l0.01, max init, and init4-ber_mse of studies/resnet20_ablation.yaml). Reads the
-checkpoints only. Usage: python init_ranges.py > init_ranges.md"""
+"""Per-layer WCAT ranges of ResNet-20 (issue 21 item 2, Table 2): where each init starts, from
+the float baseline the study fine-tunes (max|W|; eq. 9's clean-MSE range; eq. 10's expected MSE
+under 1% bit errors, `init: ber_mse`), and where the epochs of WCAT+BFN fine-tuning took them:
+4-bit rows gsinv-l0.01 (max init) and init4-ber_mse, 8-bit rows init8-* of
+studies/resnet20_ablation.yaml, each table for one width, rows whose checkpoint exists. Reads
+the checkpoints only. Usage: python init_ranges.py > init_ranges.md"""
 from __future__ import annotations
 
 import sys
@@ -17,9 +18,11 @@ from hwsim.models.checkpoint import read_checkpoint  # noqa: E402
 from hwsim.models.quant import best_range  # noqa: E402
 
 FLOAT = ROOT / "studies/results/resnet20_cifar10/checkpoints/float.pt"
+CKS = Path(__file__).resolve().parent / "checkpoints"
 TRAINED = {"gsinv-l0.01 (max init)":
            ROOT / "studies/results/resnet20_cifar10/checkpoints/wcat_bfn.pt",
-           "init4-ber_mse": Path(__file__).resolve().parent / "checkpoints/init4-ber_mse.pt"}
+           **{n: CKS / f"{n}.pt" for n in ("init4-ber_mse", "init8-max", "init8-mse",
+                                           "init8-ber_mse")}}
 
 
 def main() -> None:
@@ -27,18 +30,23 @@ def main() -> None:
     weights = {k[:-len(".weight")]: w for k, w in read_checkpoint(FLOAT)["model_state"].items()
                if k.endswith(".weight") and w.dim() in (2, 4)}
     cks = {name: read_checkpoint(p) for name, p in TRAINED.items() if p.exists()}
-    learned = {name: ck["model_state"] for name, ck in cks.items()}
+    for bits in sorted({ck["config"]["quantizer"]["bits"] for ck in cks.values()}):
+        table(weights, bits, {n: ck for n, ck in cks.items()
+                              if ck["config"]["quantizer"]["bits"] == bits})
+
+
+def table(weights: dict, bits: int, cks: dict) -> None:
     cols = ["max|W|", "eq. 9 (mse)", "eq. 10 (ber_mse, 1%)"] + \
         [f"a after {ck['epoch']} epochs, {n}" for n, ck in cks.items()]
-    print("| layer | std(W) | " + " | ".join(cols) + " |")
+    print(f"\n### {bits}-bit\n\n| layer | std(W) | " + " | ".join(cols) + " |")
     print("|---|" + "---|" * (len(cols) + 1))
-    table = []
+    rows = []
     for name, w in weights.items():
-        row = [float(w.abs().max()), best_range(w, 4, 0.0), best_range(w, 4, 0.01)] + \
-            [float(sd[f"{name}.quantizer.a"]) for sd in learned.values()]
-        table.append(row)
+        row = [float(w.abs().max()), best_range(w, bits, 0.0), best_range(w, bits, 0.01)] + \
+            [float(ck["model_state"][f"{name}.quantizer.a"]) for ck in cks.values()]
+        rows.append(row)
         print(f"| {name} | {float(w.std()):.3f} | " + " | ".join(f"{v:.3f}" for v in row) + " |")
-    t = np.array(table)
+    t = np.array(rows)
     print("\nMedian over layers, as a multiple of max|W|: " + ", ".join(
         f"{c} {np.median(t[:, i] / t[:, 0]):.2f}" for i, c in enumerate(cols) if i))
 
