@@ -350,11 +350,9 @@ def bfn_noise(quantizer: Quantizer, w: torch.Tensor, p: float,
     leaves the device and nothing waits for it."""
     seed = int(torch.randint(0, 2 ** 62, (1,)))
     rng = np.random.default_rng(seed)
-    on_host = (where or ("host" if w.device.type == "cpu" else "device")) == "host"
-    ints, scale = quantizer.integers(w, on_device=not on_host)
-    n_bits = ints.numel() * quantizer.bits
-    k = sample_flip_count(n_bits, p, rng)
-    positions = PositionSampler(n_bits, rng, seed, w.device, where)(k)
+    sampler = PositionSampler(w.numel() * quantizer.bits, rng, seed, w.device, where)
+    ints, scale = quantizer.integers(w, on_device=sampler.where == "device")
+    positions = sampler(sample_flip_count(sampler.n_bits, p, rng))
     return (flip_positions(ints, quantizer.bits, positions) - ints).to(w.dtype) * scale
 
 
