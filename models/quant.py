@@ -345,9 +345,9 @@ def bfn_noise(quantizer: Quantizer, w: torch.Tensor, p: float,
     """One bit-flip realization of w's stored integers at rate p, as a weight change
     ((flipped - stored) * scale, w's dtype and device). Its seed comes from torch's global
     generator (torch.manual_seed fixes it), the flip count from numpy; the positions are
-    drawn where `where` says (faults.PositionSampler): by default numpy on the CPU (the draws
-    of every CPU result here) and a generator on the GPU on a GPU, where nothing then
-    leaves the device and nothing waits for it."""
+    drawn where `where` says (faults.PositionSampler): by default by numpy for a CPU tensor
+    (the draws of every CPU result here) and by a torch generator on the GPU for a GPU
+    tensor, so that nothing leaves the device and nothing waits for it."""
     seed = int(torch.randint(0, 2 ** 62, (1,)))
     rng = np.random.default_rng(seed)
     sampler = PositionSampler(w.numel() * quantizer.bits, rng, seed, w.device, where)

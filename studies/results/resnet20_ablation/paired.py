@@ -18,6 +18,7 @@ ROOT = HERE.parents[2]
 sys.path.insert(0, str(ROOT))
 from hwsim.models import evaluate_under_bit_errors, load_checkpoint  # noqa: E402
 from hwsim.models.data import load_cifar10  # noqa: E402
+from hwsim.models.evaluate import t_halfwidth  # noqa: E402
 
 A, B = "init8-max", "init8-ber_mse"
 BERS, REALIZATIONS, SEED = (0.01, 0.022978414585476146), 20, 0  # 1%, and 0.38 V's BER
@@ -35,7 +36,7 @@ def main() -> None:
              for n, m in models.items()}
         a, b = (100 * np.array(r[n].accuracies) for n in (A, B))
         d = b - a
-        half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
+        half = t_halfwidth(d.std(ddof=1), len(d))
         print(f"| {ber:.4g} | {a.mean():.2f} ± {a.std(ddof=1):.2f} | {b.mean():.2f} ± "
               f"{b.std(ddof=1):.2f} | {d.mean():+.2f} ± {half:.2f} (std {d.std(ddof=1):.2f}) | "
               f"{stats.wilcoxon(d).pvalue:.3g} | {r[A].flips == r[B].flips} |", flush=True)
