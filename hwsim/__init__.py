@@ -2,7 +2,7 @@
 
 The Python API is hwsim/api.py (docs/api.md): `from hwsim import api as hw`, then
 hw.quantize, hw.regularizer, hw.after_step, hw.param_groups, hw.accuracy, hw.evaluate,
-hw.layer_sensitivity, hw.energy, hw.sweep, hw.pareto. The names that do not collide with a
+hw.compare, hw.layer_sensitivity, hw.energy, hw.sweep, hw.pareto. The names that do not collide with a
 submodule are also re-exported here (`hwsim.quantize`, `hwsim.evaluate`, ...); `hwsim.sweep`,
 `hwsim.energy` and `hwsim.pareto` stay the modules of those names. The network side is
 `hwsim.models`. All imported on first use, so `hwsim --help` stays fast.
@@ -20,8 +20,8 @@ if (not _os.path.isdir(_os.path.join(__path__[0], "models"))
     __path__.append(_ROOT)
 
 # hwsim.api's functions re-exported lazily (sweep, energy, pareto are submodules' names)
-API = ("quantize", "regularizer", "after_step", "param_groups", "evaluate", "accuracy",
-       "layer_sensitivity", "ConfigError")
+API = ("quantize", "regularizer", "after_step", "param_groups", "evaluate", "compare",
+       "accuracy", "layer_sensitivity", "ConfigError")
 
 
 def __getattr__(name):

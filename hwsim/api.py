@@ -30,7 +30,8 @@ import torch
 import torch.nn as nn
 
 from hwsim.models.errors import ConfigError
-from hwsim.models.evaluate import BitErrorResult, StoredWeights, evaluate_under_bit_errors
+from hwsim.models.evaluate import (BitErrorResult, PairedDifference, StoredWeights,
+                                   evaluate_under_bit_errors, paired_difference)
 from hwsim.models.faults import flip_positions, sample_flip_count, sample_positions
 from hwsim.models.quant import post_step, quant_layers, quant_penalty, quantize_model, split_widths
 from hwsim.models.usercode import as_tensors
@@ -42,8 +43,8 @@ from .scenario import Scenario
 from .sweep import COLUMNS, REPORT_COLUMNS, sweep_points, voltage_grid
 from .workload import extract_layers
 
-__all__ = ["quantize", "regularizer", "after_step", "param_groups", "evaluate", "accuracy",
-           "energy", "sweep", "pareto", "layer_sensitivity", "ConfigError"]
+__all__ = ["quantize", "regularizer", "after_step", "param_groups", "evaluate", "compare",
+           "accuracy", "energy", "sweep", "pareto", "layer_sensitivity", "ConfigError"]
 
 
 # --------------------------------------------------------------------------- quantize, train
@@ -112,6 +113,15 @@ def evaluate(model: nn.Module, data, ber=0.0, realizations: int = 50,
                                                 seed=seed, protection=protection)
     return evaluate_under_bit_errors(model, as_tensors(data), ber, realizations, seed,
                                      protection=protection)
+
+
+def compare(a: BitErrorResult, b: BitErrorResult) -> PairedDifference:
+    """Does b hold more accuracy than a under bit errors? Pass two `evaluate` results made
+    with the same ber, realizations and seed: networks whose quantized layers have the same
+    sizes and widths then saw the very same flipped bits, so the per-realization difference
+    b - a cancels the pattern-to-pattern spread. Returns .mean, .std, .ci95 (95% CI
+    half-width), .wilcoxon_p (two-sided) and .same_patterns (as `hwsim eval --paired-with`)."""
+    return paired_difference(a, b)
 
 
 def layer_sensitivity(model: nn.Module, data, ber: float = 1e-2, realizations: int = 10,

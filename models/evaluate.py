@@ -166,10 +166,42 @@ class BitErrorResult:
     realizations: int
     accuracies: list[float] = field(default_factory=list)
     flips: list[int] = field(default_factory=list)
+    layout: tuple = ()  # (weights, bits) per quantized layer: equal layouts + seed = same flips
 
     def as_dict(self) -> dict:
         return {k: getattr(self, k) for k in
                 ("ber", "clean", "mean", "std", "ci95", "realizations")}
+
+
+@dataclass
+class PairedDifference:
+    """b - a over realizations that share their bit-error patterns (common random numbers:
+    the pattern-to-pattern spread, which dominates each side's own CI, cancels)."""
+    mean: float
+    std: float
+    ci95: float  # half-width (t)
+    realizations: int
+    wilcoxon_p: float  # two-sided signed-rank test of a zero median difference
+    same_patterns: bool  # both sides saw the very same flipped bit positions
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def paired_difference(a: BitErrorResult, b: BitErrorResult) -> PairedDifference:
+    """Compare two evaluations made with the same seed, rate and realization count
+    (evaluate_under_bit_errors): the per-realization differences b - a. Two networks with
+    the same quantized layer sizes and widths get the same flip positions from one seed
+    (`same_patterns`); otherwise the pairs still share their random draws, and the test
+    stays valid, but less of the spread cancels."""
+    if a.realizations != b.realizations or a.ber != b.ber:
+        raise ConfigError(f"paired comparison needs the same rate and realizations: "
+                          f"{a.ber!r} x {a.realizations} vs {b.ber!r} x {b.realizations}")
+    d = np.asarray(b.accuracies) - np.asarray(a.accuracies)
+    std = float(d.std(ddof=1)) if len(d) > 1 else 0.0
+    p = float(stats.wilcoxon(d).pvalue) if np.any(d != 0) else 1.0
+    return PairedDifference(float(d.mean()), std, t_halfwidth(std, len(d)), len(d), p,
+                            bool(a.layout) and a.layout == b.layout and a.flips == b.flips)
 
 
 @torch.no_grad()
@@ -204,4 +236,4 @@ def evaluate_under_bit_errors(model: nn.Module, data, ber, realizations: int = 5
     a = np.asarray(accs)
     std = float(a.std(ddof=1)) if len(a) > 1 else 0.0
     return BitErrorResult(plan.label, clean, float(a.mean()), std, t_halfwidth(std, len(a)),
-                          len(a), accs, flips)
+                          len(a), accs, flips, tuple(zip(stored.sizes, stored.layer_bits)))

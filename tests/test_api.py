@@ -308,3 +308,21 @@ def test_timm_network_trains_reloads_and_evaluates(tmp_path, capsys):
     assert a.accuracies == b.accuracies and min(a.flips) > 0 and a.clean > 0.1
     code, _, err = run(capsys, "energy", "--model", "timm:resnet_nope")
     assert code == 2 and "not a timm model name" in err and len(err.strip().splitlines()) == 1
+
+
+def test_compare_pairs_two_networks_under_the_same_flips():
+    torch.manual_seed(0)
+    x = torch.randn(80, 1, 8, 8)
+    nets = []
+    for q in ("normal", "wcat"):
+        net = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+        nets.append(hwsim.quantize(net, q, bits=4))
+    y = nets[0](x).argmax(1)
+    a, b = (hwsim.evaluate(n, (x, y), ber=0.02, realizations=8, seed=5) for n in nets)
+    assert a.flips == b.flips  # same layer sizes and widths: the same flipped bits
+    d = hwsim.compare(a, b)
+    assert d.same_patterns and d.realizations == 8
+    assert d.mean == pytest.approx(b.mean - a.mean, abs=1e-12)
+    wide = hwsim.quantize(nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(),
+                                        nn.Linear(32, 10)), "normal", bits=8)
+    assert not hwsim.compare(a, hwsim.evaluate(wide, (x, y), 0.02, 8, seed=5)).same_patterns

@@ -79,3 +79,37 @@ def test_user_mistakes_are_one_line_errors(capsys, argv, fragment):
     code, _, err = run(capsys, *argv)
     assert code == 2
     assert fragment in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_eval_paired_with_shares_error_patterns(capsys, trained):
+    a, b = trained("normal"), trained("wcat")
+    argv = ("eval", "--ber", 0.02, "--realizations", 6, "--seed", 4, "--json")
+    code, out, _ = run(capsys, *argv, "--checkpoint", a, "--paired-with", b)
+    r = json.loads(out)
+    assert code == 0
+    alone = json.loads(run(capsys, *argv, "--checkpoint", a)[1])
+    assert {k: r[k] for k in alone} == alone  # A's part is what `eval` alone reports
+    d, rb = r["paired_difference"], r["paired_with"]
+    assert rb["checkpoint"] == str(b) and rb["method"] == "wcat" and rb["realizations"] == 6
+    assert d["same_patterns"] and d["realizations"] == 6  # same layer sizes and widths
+    assert d["mean"] == pytest.approx(rb["mean"] - r["mean"], abs=1e-12)
+    assert 0 < d["wilcoxon_p"] <= 1 and d["ci95"] > 0
+    # a checkpoint against itself: identical patterns, every difference exactly zero
+    code, out, _ = run(capsys, *argv, "--checkpoint", a, "--paired-with", a)
+    d = json.loads(out)["paired_difference"]
+    assert (d["mean"], d["std"], d["wilcoxon_p"], d["same_patterns"]) == (0.0, 0.0, 1.0, True)
+    code, _, err = run(capsys, "eval", "--checkpoint", a, "--paired-with", b)
+    assert code == 2 and "--paired-with compares accuracy under bit errors" in err
+    code, _, err = run(capsys, *argv, "--checkpoint", a, "--paired-with", "missing.pt")
+    assert code == 2 and "missing.pt" in err and "Traceback" not in err
+
+
+def test_paired_difference_reports_unshared_patterns():
+    from hwsim.models.evaluate import BitErrorResult, paired_difference
+    a = BitErrorResult(0.01, 0.9, 0.8, 0.0, 0.0, 3, [0.8, 0.7, 0.9], [5, 6, 7], ((10, 4),))
+    b = BitErrorResult(0.01, 0.9, 0.85, 0.0, 0.0, 3, [0.9, 0.8, 0.85], [5, 6, 7], ((10, 8),))
+    d = paired_difference(a, b)
+    assert not d.same_patterns and d.mean == pytest.approx(0.05)
+    assert d.std == pytest.approx(np.std([0.1, 0.1, -0.05], ddof=1))
+    with pytest.raises(Exception, match="same rate and realizations"):
+        paired_difference(a, BitErrorResult(0.02, 0.9, 0.8, 0, 0, 3, [0.8] * 3))

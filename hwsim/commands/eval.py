@@ -9,7 +9,7 @@ from hwsim.models.checkpoint import load_checkpoint, method_name
 from hwsim.models.errors import ConfigError
 from hwsim.models.data import load_dataset
 from hwsim.models.device import resolve_device
-from hwsim.models.evaluate import evaluate_under_bit_errors
+from hwsim.models.evaluate import evaluate_under_bit_errors, paired_difference
 
 from hwsim.paths import resolve_arch
 
@@ -34,6 +34,10 @@ def register(sub) -> None:
     p.add_argument("--ci-target", type=number(float, 0, lo_open=True),
                    help="with --assignment: stop once the 95%% CI half-width is below this "
                         "fraction (default: all realizations)")
+    p.add_argument("--paired-with", metavar="B.pt",
+                   help="also evaluate checkpoint B under the very same bit-error patterns "
+                        "(same seed; same flips where the layer sizes and widths match) and "
+                        "report B - A per realization: mean, 95%% CI, Wilcoxon p")
     add_ber_model(p)
     p.add_argument("--realizations", type=number(int, 1), default=50,
                    help="default 50 (the paper's)")
@@ -60,22 +64,41 @@ def run(args) -> int:
             raise ConfigError(f"{flag} needs --assignment (it prices or samples per-layer "
                               "voltages)")
     args.ber = 0.0 if args.ber is None else args.ber
+    if args.paired_with is not None and not (args.ber > 0 and args.realizations >= 2):
+        raise ConfigError("--paired-with compares accuracy under bit errors: give --ber > 0 "
+                          "and --realizations >= 2")
     dev = resolve_device(args.device)
-    model, config = load_checkpoint(args.checkpoint)
-    model.to(dev)
-    test = load_eval_data(config, args.data_root)
-    r = evaluate_under_bit_errors(model, test, args.ber, args.realizations, args.seed,
-                                  progress=not args.json)
-    out = dict(r.as_dict(), checkpoint=args.checkpoint, method=method_name(config),
-               bits=(config.get("quantizer") or {}).get("bits"), seed=args.seed,
-               test_images=len(test), device=str(dev))
+    paths = [args.checkpoint] + ([args.paired_with] if args.paired_with else [])
+    loaded = [load_checkpoint(path) for path in paths]  # every file checked before any work
+    data = [config["data"]["name"] for _, config in loaded]
+    if data[-1] != data[0]:
+        raise ConfigError(f"--paired-with {paths[-1]}: trained on {data[-1]!r}, "
+                          f"{paths[0]} on {data[0]!r}; a paired comparison needs one test set")
+    test = load_eval_data(loaded[0][1], args.data_root)
+    outs, results = [], []
+    for path, (model, config) in zip(paths, loaded):
+        r = evaluate_under_bit_errors(model.to(dev), test, args.ber, args.realizations,
+                                      args.seed, progress=not args.json)
+        results.append(r)
+        outs.append(dict(r.as_dict(), checkpoint=path, method=method_name(config),
+                         bits=(config.get("quantizer") or {}).get("bits"), seed=args.seed,
+                         test_images=len(test), device=str(dev)))
+    out = outs[0]
+    if args.paired_with:
+        d = paired_difference(*results)
+        out.update(paired_with=outs[1], paired_difference=d.as_dict())
     if args.json:
         print_json(out)
-    else:
-        print(f"{args.checkpoint}: {out['method']}, {out['bits']}-bit, {len(test)} test images")
-        print(f"clean accuracy      {r.clean * 100:.2f}%")
-        print(f"BER {args.ber:<10.3g}      {r.mean * 100:.2f}% +/- {r.std * 100:.2f} (std), "
-              f"95% CI +/- {r.ci95 * 100:.2f}, {r.realizations} realizations")
+        return 0
+    for o in outs:
+        print(f"{o['checkpoint']}: {o['method']}, {o['bits']}-bit, {len(test)} test images")
+        print(f"clean accuracy      {o['clean'] * 100:.2f}%")
+        print(f"BER {args.ber:<10.3g}      {o['mean'] * 100:.2f}% +/- {o['std'] * 100:.2f} "
+              f"(std), 95% CI +/- {o['ci95'] * 100:.2f}, {o['realizations']} realizations")
+    if args.paired_with:
+        print(f"paired B - A        {d.mean * 100:+.2f} points, 95% CI +/- {d.ci95 * 100:.2f} "
+              f"(std of the differences {d.std * 100:.2f}), Wilcoxon p = {d.wilcoxon_p:.3g}, "
+              f"{'the same' if d.same_patterns else 'NOT the same'} flipped bits on both sides")
     return 0
 
 
