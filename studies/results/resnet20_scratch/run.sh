@@ -9,18 +9,20 @@
 # EPOCHS=N (not 300) trains the same recipe with a budget of N epochs into <method>.eN.pt:
 # final accuracy vs budget, `python budget.py` (a cosine schedule's accuracy part-way through
 # a long run is not what a shorter run reaches).
+# On a lent GPU (no .venv there): HWSIM="python3 -m hwsim.cli" DEVICE=cuda, under `timeout`
+# (a cut-off epoch is redone on the next resume; the checkpoint is replaced atomically).
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 here=studies/results/resnet20_scratch
-hwsim=${HWSIM:-.venv/bin/hwsim}
+read -ra hwsim <<< "${HWSIM:-.venv/bin/hwsim}"  # a path or a command line
 for m in "${@:-float}"; do
   case $m in
-    float) q=(--quantizer float --compile) ;;
+    float) q=(--quantizer float); [ "${DEVICE:-cpu}" != cpu ] || q+=(--compile) ;;
     normal) q=(--quantizer normal --bits 4) ;;
     wcat_bfn) q=(--quantizer wcat --bits 4 --bfn-rate 0.005 --param weight_decay_a=0.01) ;;
     *) echo "run.sh: unknown method $m (valid: float, normal, wcat_bfn)" >&2; exit 2 ;;
   esac
-  "$hwsim" train --model resnet20 --data cifar10 --data-root ../shared/data/cifar10-jpeg.tar.gz \
+  "${hwsim[@]}" train --model resnet20 --data cifar10 --data-root ../shared/data/cifar10-jpeg.tar.gz \
     "${q[@]}" --epochs "${EPOCHS:-300}" --batch-size 128 --lr 0.1 --momentum 0.9 \
     --weight-decay 5e-4 --seed 0 --threads "${THREADS:-2}" ${DEVICE:+--device $DEVICE} \
     --no-progress --out "$here/$m$( [ "${EPOCHS:-300}" = 300 ] || echo ".e$EPOCHS").pt" --resume
