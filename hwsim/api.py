@@ -120,7 +120,8 @@ def compare(a: BitErrorResult, b: BitErrorResult) -> PairedDifference:
     with the same ber, realizations and seed: networks whose quantized layers have the same
     sizes and widths then saw the very same flipped bits, so the per-realization difference
     b - a cancels the pattern-to-pattern spread. Returns .mean, .std, .ci95 (95% CI
-    half-width), .wilcoxon_p (two-sided) and .same_patterns (as `hwsim eval --paired-with`)."""
+    half-width), .wilcoxon_p (two-sided), .differences, .b_ahead / .a_ahead and
+    .same_patterns (as `hwsim eval --paired-with`)."""
     return paired_difference(a, b)
 
 

@@ -183,9 +183,18 @@ class PairedDifference:
     realizations: int
     wilcoxon_p: float  # two-sided signed-rank test of a zero median difference
     same_patterns: bool  # both sides saw the very same flipped bit positions
+    differences: list[float] = field(default_factory=list)  # b - a, realization by realization
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
+
+    @property
+    def b_ahead(self) -> int:
+        return sum(d > 0 for d in self.differences)
+
+    @property
+    def a_ahead(self) -> int:
+        return sum(d < 0 for d in self.differences)
 
 
 def paired_difference(a: BitErrorResult, b: BitErrorResult) -> PairedDifference:
@@ -201,7 +210,8 @@ def paired_difference(a: BitErrorResult, b: BitErrorResult) -> PairedDifference:
     std = float(d.std(ddof=1)) if len(d) > 1 else 0.0
     p = float(stats.wilcoxon(d).pvalue) if np.any(d != 0) else 1.0
     return PairedDifference(float(d.mean()), std, t_halfwidth(std, len(d)), len(d), p,
-                            bool(a.layout) and a.layout == b.layout and a.flips == b.flips)
+                            bool(a.layout) and a.layout == b.layout and a.flips == b.flips,
+                            d.tolist())
 
 
 @torch.no_grad()

@@ -81,7 +81,8 @@ def test_user_mistakes_are_one_line_errors(capsys, argv, fragment):
     assert fragment in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
-def test_eval_paired_with_shares_error_patterns(capsys, trained):
+def test_eval_paired_with_shares_error_patterns(capsys, trained, digits):
+    from hwsim.models import evaluate_under_bit_errors, load_checkpoint
     a, b = trained("normal"), trained("wcat")
     argv = ("eval", "--ber", 0.02, "--realizations", 6, "--seed", 4, "--json")
     code, out, _ = run(capsys, *argv, "--checkpoint", a, "--paired-with", b)
@@ -94,6 +95,10 @@ def test_eval_paired_with_shares_error_patterns(capsys, trained):
     assert d["same_patterns"] and d["realizations"] == 6  # same layer sizes and widths
     assert d["mean"] == pytest.approx(rb["mean"] - r["mean"], abs=1e-12)
     assert 0 < d["wilcoxon_p"] <= 1 and d["ci95"] > 0
+    diffs = [y - x for x, y in zip(
+        *(evaluate_under_bit_errors(load_checkpoint(c)[0], digits[1], 0.02, 6, 4).accuracies
+          for c in (a, b)))]
+    assert d["differences"] == pytest.approx(diffs, abs=1e-12)  # realization by realization
     # a checkpoint against itself: identical patterns, every difference exactly zero
     code, out, _ = run(capsys, *argv, "--checkpoint", a, "--paired-with", a)
     d = json.loads(out)["paired_difference"]
@@ -110,6 +115,7 @@ def test_paired_difference_reports_unshared_patterns():
     b = BitErrorResult(0.01, 0.9, 0.85, 0.0, 0.0, 3, [0.9, 0.8, 0.85], [5, 6, 7], ((10, 8),))
     d = paired_difference(a, b)
     assert not d.same_patterns and d.mean == pytest.approx(0.05)
+    assert (d.b_ahead, d.a_ahead) == (2, 1)
     assert d.std == pytest.approx(np.std([0.1, 0.1, -0.05], ddof=1))
     with pytest.raises(Exception, match="same rate and realizations"):
         paired_difference(a, BitErrorResult(0.02, 0.9, 0.8, 0, 0, 3, [0.8] * 3))

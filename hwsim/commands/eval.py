@@ -97,7 +97,9 @@ def run(args) -> int:
               f"(std), 95% CI +/- {o['ci95'] * 100:.2f}, {o['realizations']} realizations")
     if args.paired_with:
         print(f"paired B - A        {d.mean * 100:+.2f} points, 95% CI +/- {d.ci95 * 100:.2f} "
-              f"(std of the differences {d.std * 100:.2f}), Wilcoxon p = {d.wilcoxon_p:.3g}, "
+              f"(std of the differences {d.std * 100:.2f}), Wilcoxon p = {d.wilcoxon_p:.3g}")
+        print(f"                    B ahead in {d.b_ahead}, A in {d.a_ahead} of "
+              f"{d.realizations} realizations; "
               f"{'the same' if d.same_patterns else 'NOT the same'} flipped bits on both sides")
     return 0
 
