@@ -119,7 +119,7 @@ def compare(a: BitErrorResult, b: BitErrorResult) -> PairedDifference:
     """Does b hold more accuracy than a under bit errors? Pass two `evaluate` results made
     with the same ber, realizations and seed: networks whose quantized layers have the same
     sizes and widths then saw the very same flipped bits, so the per-realization difference
-    b - a cancels the pattern-to-pattern spread. Returns .mean, .std, .ci95 (95% CI
+    b - a cancels the spread the two share. Returns .mean, .std, .ci95 (95% CI
     half-width), .wilcoxon_p (two-sided), .differences, .b_ahead / .a_ahead and
     .same_patterns (as `hwsim eval --paired-with`)."""
     return paired_difference(a, b)

@@ -176,7 +176,7 @@ class BitErrorResult:
 @dataclass
 class PairedDifference:
     """b - a over realizations that share their bit-error patterns (common random numbers:
-    the pattern-to-pattern spread, which dominates each side's own CI, cancels)."""
+    the part of the pattern-to-pattern spread that both sides share cancels)."""
     mean: float
     std: float
     ci95: float  # half-width (t)
