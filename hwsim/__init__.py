@@ -3,9 +3,9 @@
 The Python API is hwsim/api.py (docs/api.md): `from hwsim import api as hw`, then
 hw.quantize, hw.regularizer, hw.after_step, hw.param_groups, hw.accuracy, hw.evaluate,
 hw.compare, hw.layer_sensitivity, hw.energy, hw.sweep, hw.pareto. The names that do not
-collide with a submodule are also re-exported here (`hwsim.quantize`, `hwsim.evaluate`, ...); `hwsim.sweep`,
-`hwsim.energy` and `hwsim.pareto` stay the modules of those names. The network side is
-`hwsim.models`. All imported on first use, so `hwsim --help` stays fast.
+collide with a submodule are also re-exported here (`hwsim.quantize`, `hwsim.evaluate`,
+...); `hwsim.sweep`, `hwsim.energy` and `hwsim.pareto` stay the modules of those names. The
+network side is `hwsim.models`. All imported on first use, so `hwsim --help` stays fast.
 """
 import os as _os
 
