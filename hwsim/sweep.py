@@ -65,6 +65,9 @@ NUMERIC = ["bits", "bfn_rate", "voltage", "ber", "acc_clean", "acc_mean", "acc_s
            "realizations", "expected_flips", "energy_uJ", "energy_weight_mem_uJ",
            "energy_nominal_uJ", "seed", "test_images", "saving_vs_nominal",
            "saving_vs_errorfree"]
+# identifiers read as text: pandas would turn a hash such as 0123456789012345 or 1234e56789...
+# (or a label such as 001) into a number, and the point would no longer match its checkpoint
+TEXT = ["checkpoint", "checkpoint_sha256", "label", "method", "fault_mode", "fault_model"]
 # what the Pareto frontier and the report read: a hand-made CSV needs these columns
 DEFAULT = Scenario()
 REPORT_COLUMNS = ["label", "voltage", "ber", "acc_clean", "acc_mean", "acc_ci95", "energy_uJ"]
@@ -89,7 +92,7 @@ def read_table(path: Path, columns: list[str], required, numeric, what: str) -> 
     if not (path.exists() and path.stat().st_size > 0):
         return pd.DataFrame(columns=columns)
     try:
-        df = pd.read_csv(path)
+        df = pd.read_csv(path, dtype={c: str for c in TEXT})
     except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise ConfigError(f"{path}: not a readable CSV text file ({first})") from None
