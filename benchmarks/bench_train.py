@@ -1,5 +1,6 @@
-"""CPU training throughput of ResNet-20 on 32x32 inputs (CIFAR-sized): memory layout and
-thread count, each against the default (contiguous NCHW, all threads) in the same run.
+"""CPU training throughput of ResNet-20 on 32x32 inputs (CIFAR-sized): memory layout, thread
+count and bfloat16 autocast (`hwsim train --precision bf16`), each against the default
+(contiguous NCHW, float32, all threads) in the same run.
 
     .venv/bin/python benchmarks/bench_train.py [--batches 20]
 
@@ -17,12 +18,13 @@ import torch.nn.functional as F
 from hwsim.models import create_model, quantize_model
 from hwsim.models.data import ImageData
 from hwsim.models.quant import post_step
+from hwsim.models.train import forward_precision
 
 EPOCH_BATCHES = 391  # 50,000 images / 128
 
 
 def step_time(model, data: ImageData, batches: int, channels_last: bool,
-              compiled: bool = False) -> float:
+              compiled: bool = False, precision: str = "fp32") -> float:
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     raw, model = model, (torch.compile(model) if compiled else model)
@@ -35,7 +37,9 @@ def step_time(model, data: ImageData, batches: int, channels_last: bool,
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         t = time.perf_counter()
-        loss = F.cross_entropy(model(x), y)
+        with forward_precision("cpu", precision):
+            logits = model(x)
+        loss = F.cross_entropy(logits.float(), y)  # as models.train does
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -62,7 +66,7 @@ def main() -> None:
           f"{'epochs/h':>8} {'vs base':>7}")
     base = None
     for quant in ("float", "wcat+bfn"):
-        rows = [("NCHW", 2), ("channels_last", 2), ("NCHW", 1)]
+        rows = [("NCHW", 2), ("channels_last", 2), ("channels_last+bf16", 2), ("NCHW", 1)]
         for layout, threads in rows + ([("channels_last+compile", 2)] if args.compile else []):
             torch.set_num_threads(threads)
             torch.manual_seed(0)
@@ -71,7 +75,8 @@ def main() -> None:
                 quantize_model(model, "wcat", 4, bfn_rate=5e-3)
             model.train()
             t = step_time(model, data, args.batches, layout.startswith("channels_last"),
-                          compiled=layout.endswith("compile"))
+                          compiled=layout.endswith("compile"),
+                          precision="bf16" if layout.endswith("bf16") else "fp32")
             base = base or t
             print(f"{quant:<12} {layout:<22} {threads:>7} {t:>7.3f} {t * EPOCH_BATCHES / 60:>9.2f} "
                   f"{3600 / (t * EPOCH_BATCHES):>8.1f} {base / t:>7.2f}x", flush=True)

@@ -149,7 +149,7 @@ def submit_sweep(executor, out: Path, config: dict, label: str, energy, todo: li
     return read_rows(out)
 
 
-def train_one(cfg, path: str, data, device: str) -> str:
+def train_one(cfg, path: str, data, device: str, precision: str = "fp32") -> str:
     """Task: train (or resume) one method's checkpoint, its epoch log beside it."""
     from hwsim.models.train import train
     log_file = Path(path + ".log")
@@ -158,7 +158,8 @@ def train_one(cfg, path: str, data, device: str) -> str:
     def epoch_log(line):
         with open(log_file, "a") as f:
             f.write(line + "\n")
-    train(cfg, path, resume=True, progress=False, log=epoch_log, data=data, device=device)
+    train(cfg, path, resume=True, progress=False, log=epoch_log, data=data, device=device,
+          precision=precision)
     return path
 
 
@@ -183,7 +184,8 @@ def run_remote(study, executor, get_data, log) -> None:
             if m.checkpoint or _trained(path, cfg):
                 continue
             log(f"== training {m.name} -> {path} (Ray task)")
-            executor.submit(train_one, cfg, _abs(path), data, task_device, device=study.device,
+            executor.submit(train_one, cfg, _abs(path), data, task_device,
+                            study.training.precision, device=study.device,
                             threads=study.training.threads,
                             done=lambda p, n=m.name: log(f"== trained {n}"))
     with executor.batch("ray: points"):

@@ -212,7 +212,7 @@ def run_study(study: Study, progress: bool = True, log=print,
             with open(_f, "a") as f:
                 f.write(line + "\n")
         train(cfg, path, resume=True, progress=progress, log=epoch_log, data=get_data(),
-              device=study.device)
+              device=study.device, precision=study.training.precision)
 
     # 2. sweep every method (skips points already in results.csv)
     grid = voltage_grid(study.voltages.min, study.voltages.max, study.voltages.step)

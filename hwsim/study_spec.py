@@ -17,6 +17,7 @@ from hwsim.models.device import check_device_name
 from hwsim.models.errors import ConfigError
 from hwsim.models.networks import NETWORKS
 from hwsim.models.quant import QUANTIZERS
+from hwsim.models.train import PRECISIONS
 
 from .ber import check_voltage
 from .chips import faults_from_yaml
@@ -93,6 +94,8 @@ class Training:
     act_bfn_rate: float = 2e-3  # activation bit-flip rate for methods with act_bfn: true
     init_from: str | None = None  # e.g. a float checkpoint: fine-tune every method from it
     threads: int | None = None
+    # execution choices, not part of the recipe: a checkpoint trained either way is reused
+    precision: str = "fp32"  # or bf16: forward pass under bfloat16 autocast (models/train.py)
 
 
 @dataclass
@@ -352,7 +355,8 @@ def load_study(path: str | Path) -> Study:
         "epochs": pos_int(1), "batch_size": pos_int(1), "lr": pos, "momentum":
         lambda v, p: r.number(v, p, 0, 1), "weight_decay": lambda v, p: r.number(v, p, 0),
         "bfn_rate": lambda v, p: r.number(v, p, 0, 0.5),
-        "act_bfn_rate": lambda v, p: r.number(v, p, 0, 0.5), "threads": pos_int(1)})
+        "act_bfn_rate": lambda v, p: r.number(v, p, 0, 0.5), "threads": pos_int(1),
+        "precision": lambda v, p: r.choice(v, p, tuple(PRECISIONS))})
     volt = lambda v, p: check_voltage(v, f"{file}: {p}")
     voltages = _sub(r, d, "voltages", Voltages, {"min": volt, "max": volt, "step": pos})
     if voltages.min > voltages.max:

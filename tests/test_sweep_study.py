@@ -199,13 +199,15 @@ def test_summary_lists_methods_in_study_order_not_sweep_order(tmp_path):
     ("bits: 4, bfn", "methods[1].bits: 9 is out of range [2, 8]"),
     ("bers: [0.01]", "bers[0]: 0.7 is out of range"),
     ("clean_acc: 91.88", "reference.rows[0].clean_acc: 191.88 is out of range [0, 100]"),
+    ("lr: 0.05}", "training.precision: 'fp16' is not valid; valid: fp32, bf16"),
 ])
 def test_study_yaml_errors_name_the_key_path(tmp_path, edit, message):
     text = STUDY.replace("ARCH", str(ROOT / "arch/eyeriss_sram.yaml")).replace("OUT", "o")
     bad = {"quantizer: wcat,": "quantizer: wcta,", "network: mlp": "network: mlpp",
            "voltages: {min": "voltagez: {min", "lr: 0.05": "lr: -1",
            "bits: 4, bfn": "bits: 9, bfn", "bers: [0.01]": "bers: [0.7]",
-           "clean_acc: 91.88": "clean_acc: 191.88"}[edit]
+           "clean_acc: 91.88": "clean_acc: 191.88",
+           "lr: 0.05}": "lr: 0.05, precision: fp16}"}[edit]
     f = tmp_path / "bad.yaml"
     f.write_text(text.replace(edit, bad))
     with pytest.raises(ConfigError) as e:
@@ -373,3 +375,23 @@ def test_hash_and_label_cells_stay_text(tmp_path):
     back = sw.read_rows(tmp_path / "r.csv")
     assert back.checkpoint_sha256.tolist() == hashes and back.label.tolist() == ["001", "x"]
     assert back.voltage.tolist() == [0.4, 0.5]
+
+
+def test_training_precision_reaches_train_and_is_not_part_of_the_recipe(tmp_path, monkeypatch):
+    import hwsim.study as st
+    f = tmp_path / "s.yaml"
+    f.write_text(STUDY.replace("ARCH", str(ROOT / "arch/eyeriss_sram.yaml")).replace("OUT", "o")
+                 .replace("lr: 0.05}", "lr: 0.05, precision: bf16}"))
+    study = load_study(f)
+    assert study.training.precision == "bf16"
+    assert "precision" not in st.train_config(study, study.methods[0]).recipe()
+    seen = []
+
+    def fake_train(cfg, path, **kw):
+        seen.append(kw["precision"])
+        raise KeyboardInterrupt  # stop before any sweep
+
+    monkeypatch.setattr(st, "train", fake_train)
+    with pytest.raises(KeyboardInterrupt):
+        st.run_study(study, progress=False, log=lambda s: None)
+    assert seen == ["bf16"]

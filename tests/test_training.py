@@ -119,3 +119,29 @@ def test_compiled_training_writes_a_plain_checkpoint(digits, tmp_path):
     from hwsim.models.evaluate import accuracy
     assert accuracy(model, digits[1]) == pytest.approx(ck["history"][-1]["test_acc"])
     assert ck["history"][-1]["test_acc"] >= 0.85
+
+
+def test_bf16_training_runs_the_forward_in_bf16_and_keeps_float32_weights(digits, tmp_path):
+    cfg = TrainConfig(quantizer="wcat", bfn_rate=5e-3, epochs=3, batch_size=64, lr=0.05, seed=0)
+    quiet = dict(progress=False, log=lambda s: None, data=digits)
+    ref = train(cfg, tmp_path / "fp32.pt", **quiet)
+    ck = train(cfg, tmp_path / "bf16.pt", precision="bf16", **quiet)
+    assert [r["precision"] for r in ck["history"]] == ["bf16"] * 3
+    assert all("precision" not in r for r in ref["history"])  # fp32 logs read as before
+    assert all(v.dtype in (torch.float32, torch.int64) for v in ck["model_state"].values())
+    # the autocast took effect: same seed and data, other rounding, other weights
+    w = "features.0.weight"
+    assert not torch.equal(ck["model_state"][w], ref["model_state"][w])
+    assert ck["history"][-1]["test_acc"] >= 0.9
+    assert abs(ck["history"][-1]["test_acc"] - ref["history"][-1]["test_acc"]) < 0.03
+    model, _ = load_checkpoint(tmp_path / "bf16.pt")
+    from hwsim.models.train import forward_precision
+    with forward_precision("cpu", "bf16"):
+        assert model(digits[1].images[:4].float()).dtype == torch.bfloat16
+
+
+def test_unknown_precision_is_refused_before_any_work(digits, tmp_path):
+    with pytest.raises(ConfigError, match=r"precision 'fp16': valid: fp32, bf16"):
+        train(TrainConfig(epochs=1), tmp_path / "x.pt", progress=False, log=lambda s: None,
+              data=digits, precision="fp16")
+    assert not (tmp_path / "x.pt").exists()

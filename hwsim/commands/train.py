@@ -76,6 +76,10 @@ def register(sub) -> None:
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the training step: ~1.2x faster for float ResNets on "
                         "CPU after ~20 s of compilation; not with --bfn-rate")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="bf16: forward pass under bfloat16 autocast (weights, optimizer and "
+                        "evaluation stay float32); ~1.5-1.8x faster ResNet-20 steps on CPUs "
+                        "with AVX512-BF16 (default fp32)")
     add_threads(p)
     add_device(p)
     p.set_defaults(func=run)
@@ -125,7 +129,7 @@ def run(args) -> int:
             f.write(line + "\n")
 
     ck = train(cfg, args.out, resume=args.resume, progress=not args.no_progress, log=log,
-               compile=args.compile, device=args.device)
+               compile=args.compile, device=args.device, precision=args.precision)
     last = ck["history"][-1] if ck and ck["history"] else {}
     print(f"checkpoint: {args.out}  test accuracy: {last.get('test_acc', float('nan')):.4f}")
     return 0
