@@ -109,6 +109,25 @@ def test_eval_paired_with_shares_error_patterns(capsys, trained, digits):
     assert code == 2 and "missing.pt" in err and "Traceback" not in err
 
 
+def test_eval_says_when_a_checkpoint_is_not_fully_trained(capsys, trained, tmp_path):
+    import torch
+    done = trained("normal")
+    ck = torch.load(done, weights_only=True)
+    wanted = ck["config"]["train"]["epochs"]
+    ck["epoch"] = wanted - 2  # as written part-way through training
+    half = tmp_path / "half.pt"
+    torch.save(ck, half)
+    code, out, err = run(capsys, "eval", "--checkpoint", half, "--json")
+    r = json.loads(out)
+    assert code == 0 and (r["epochs_trained"], r["epochs_planned"]) == (wanted - 2, wanted)
+    assert f"half.pt is trained for {wanted - 2} of its {wanted} epochs" in err
+    code, out, err = run(capsys, "eval", "--checkpoint", half)
+    assert f"trained {wanted - 2} of {wanted} epochs" in out
+    code, out, err = run(capsys, "eval", "--checkpoint", done, "--json")
+    r = json.loads(out)
+    assert r["epochs_trained"] == r["epochs_planned"] == wanted and "note" not in err
+
+
 def test_paired_difference_reports_unshared_patterns():
     from hwsim.models.evaluate import BitErrorResult, paired_difference
     a = BitErrorResult(0.01, 0.9, 0.8, 0.0, 0.0, 3, [0.8, 0.7, 0.9], [5, 6, 7], ((10, 4),))

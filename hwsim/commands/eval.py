@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from hwsim.ber import BerModel
-from hwsim.models.checkpoint import load_checkpoint, method_name
+from hwsim.models.checkpoint import epochs_trained, load_checkpoint, method_name, read_checkpoint
 from hwsim.models.errors import ConfigError
 from hwsim.models.data import load_dataset
 from hwsim.models.device import resolve_device
@@ -70,19 +70,25 @@ def run(args) -> int:
     dev = resolve_device(args.device)
     paths = [args.checkpoint] + ([args.paired_with] if args.paired_with else [])
     loaded = [load_checkpoint(path) for path in paths]  # every file checked before any work
+    epochs = [epochs_trained(read_checkpoint(path)) for path in paths]
+    for path, (done, wanted) in zip(paths, epochs):
+        if done < wanted:  # e.g. a long run checked part-way; a half-trained baseline by mistake
+            print(f"hwsim: note: {path} is trained for {done} of its {wanted} epochs "
+                  "(still training, or stopped early)", file=sys.stderr)
     data = [config["data"]["name"] for _, config in loaded]
     if data[-1] != data[0]:
         raise ConfigError(f"--paired-with {paths[-1]}: trained on {data[-1]!r}, "
                           f"{paths[0]} on {data[0]!r}; a paired comparison needs one test set")
     test = load_eval_data(loaded[0][1], args.data_root)
     outs, results = [], []
-    for path, (model, config) in zip(paths, loaded):
+    for path, (model, config), (done, wanted) in zip(paths, loaded, epochs):
         r = evaluate_under_bit_errors(model.to(dev), test, args.ber, args.realizations,
                                       args.seed, progress=not args.json)
         results.append(r)
         outs.append(dict(r.as_dict(), checkpoint=path, method=method_name(config),
                          bits=(config.get("quantizer") or {}).get("bits"), seed=args.seed,
-                         test_images=len(test), device=str(dev)))
+                         test_images=len(test), device=str(dev), epochs_trained=done,
+                         epochs_planned=wanted))
     out = outs[0]
     if args.paired_with:
         d = paired_difference(*results)
@@ -91,7 +97,9 @@ def run(args) -> int:
         print_json(out)
         return 0
     for o in outs:
-        print(f"{o['checkpoint']}: {o['method']}, {o['bits']}-bit, {len(test)} test images")
+        part = ("" if o["epochs_trained"] == o["epochs_planned"] else
+                f", trained {o['epochs_trained']} of {o['epochs_planned']} epochs")
+        print(f"{o['checkpoint']}: {o['method']}, {o['bits']}-bit, {len(test)} test images{part}")
         print(f"clean accuracy      {o['clean'] * 100:.2f}%")
         print(f"BER {args.ber:<10.3g}      {o['mean'] * 100:.2f}% +/- {o['std'] * 100:.2f} "
               f"(std), 95% CI +/- {o['ci95'] * 100:.2f}, {o['realizations']} realizations")
