@@ -6,11 +6,13 @@ tuning), then inference time by batch size.
 
     .venv/bin/python benchmarks/bench_eval.py              # CPU: 2,000 images (make bench)
     python benchmarks/bench_eval.py --device cuda          # GPU: 10,000 images, 30 realizations
-    ... --data-root ../shared/data/cifar10-jpeg.tar.gz [--checkpoint C.pt]
+    ... --data-root ../shared/data/cifar10-jpeg.tar.gz [--checkpoint C.pt] [--precision]
 
 Without --data-root: a random-init ResNet-20 quantized to 4 bits on random CIFAR-shaped
 tensors (the speed does not depend on the values). On a GPU it also times hwsim's path with
-batches of 2500 and 10000 and in float32 (hwsim's GPU default: float16 autocast).
+batches of 2500 and 10000, in float32 and in bfloat16 (hwsim's GPU default: float16
+autocast). --precision times bfloat16 on the CPU too and compares its accuracies with
+float32 under the same flips (meaningful with a trained --checkpoint and --data-root).
 """
 from __future__ import annotations
 
@@ -21,9 +23,8 @@ import numpy as np
 import torch
 
 from hwsim.models import create_model, load_checkpoint, quant_layers, quantize_model
-from hwsim.models.device import resolve_device
+from hwsim.models.device import precision_scope, resolve_device
 from hwsim.models.errors import ConfigError
-import hwsim.models.evaluate as evaluate
 from hwsim.models.estimate import estimate_accuracy
 from hwsim.models.evaluate import (EVAL_BATCH, eval_batch_size, evaluate_under_bit_errors,
                              on_model_device, predict)
@@ -65,13 +66,10 @@ def plain_loop(model, x, y, ber: float, realizations: int, seed: int = 0) -> lis
     return (torch.stack(correct).float() / len(y)).tolist()
 
 
-def float32(fn):
-    """fn() with hwsim's GPU inference in float32 instead of GPU_AUTOCAST."""
-    old, evaluate.GPU_AUTOCAST = evaluate.GPU_AUTOCAST, None
-    try:
+def in_precision(name: str, fn):
+    """fn() under hwsim's inference precision `name` (models/device.py)."""
+    with precision_scope(name):
         return fn()
-    finally:
-        evaluate.GPU_AUTOCAST = old
 
 
 def timed(dev, fn, realizations: int) -> tuple[float, float]:
@@ -93,6 +91,19 @@ def seconds_per_pass(model, x, batch: int, repeats: int) -> float:
         predict(model, x, batch)
     sync(dev)
     return (time.perf_counter() - t) / repeats
+
+
+def agreement(model, x, y, ber: float, realizations: int) -> None:
+    """float32 vs bfloat16 inference under the very same flips (seed 1): per realization."""
+    res = {p: in_precision(p, lambda: evaluate_under_bit_errors(model, (x, y), ber,
+                                                                realizations, seed=1))
+           for p in ("fp32", "bf16")}
+    a, b = res["fp32"], res["bf16"]
+    diff = [abs(u - v) * len(y) for u, v in zip(a.accuracies, b.accuracies)]
+    print(f"\nbf16 vs fp32 under the same flips ({realizations} realizations, {len(y)} images):"
+          f" clean {100 * a.clean:.2f} vs {100 * b.clean:.2f}%, mean {100 * a.mean:.2f} vs "
+          f"{100 * b.mean:.2f}%, per realization at most {max(diff):.0f} images apart "
+          f"(mean {np.mean(diff):.1f}; Monte Carlo std {100 * a.std:.2f} points)")
 
 
 def load(args, dev):
@@ -122,6 +133,9 @@ def main() -> None:
     ap.add_argument("--model", default="resnet20")
     ap.add_argument("--checkpoint", help="a quantized checkpoint instead of a random init")
     ap.add_argument("--data-root", help="CIFAR-10 (see README); default: random tensors")
+    ap.add_argument("--precision", action="store_true",
+                    help="on the CPU too: time --precision bf16 and compare its accuracies "
+                         "with float32 under the same flips")
     args = ap.parse_args()
     dev = resolve_device(args.device)
     gpu = dev.type == "cuda"
@@ -148,8 +162,13 @@ def main() -> None:
             loops.append((f"hwsim eval, batch {b}", b, "device", lambda n, b=b:
                           evaluate_under_bit_errors(model, (x, y), args.ber, n, seed=1,
                                                     batch_size=b).accuracies))
-        loops.append(("hwsim eval in float32 (GPU_AUTOCAST = None)", eval_batch_size(dev),
-                      "device", lambda n: float32(lambda: evaluate_under_bit_errors(
+        loops.append(("hwsim eval in float32 (--precision fp32)", eval_batch_size(dev),
+                      "device", lambda n: in_precision("fp32", lambda: evaluate_under_bit_errors(
+                          model, (x, y), args.ber, n, seed=1).accuracies)))
+    if gpu or args.precision:  # bfloat16 autocast (on a CPU: needs AVX512-BF16 to pay)
+        loops.append(("hwsim eval in bfloat16 (--precision bf16)", eval_batch_size(dev),
+                      "host" if not gpu else "device",
+                      lambda n: in_precision("bf16", lambda: evaluate_under_bit_errors(
                           model, (x, y), args.ber, n, seed=1).accuracies)))
     print("\n| loop | batch | flip positions | realizations | s | realizations/s "
           "| per 10k images | vs plain loop |")
@@ -162,6 +181,8 @@ def main() -> None:
         print(f"| {label} | {batch} | {where} | {r} | {s:.2f} | {rate:.2f} | "
               f"{rate * args.images / 10000:.2f} | {rate / base:.2f}x |")
 
+    if args.precision:
+        agreement(model, x, y, args.ber, r)
     batches = (1000, 2000, 2500, 5000, 10000) if gpu else (1000, 512, 256, 128, 64, 32)
     default = eval_batch_size(dev)
     print(f"\nclean inference by batch size (hwsim's default here: {default}; "

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from hwsim.models import create_model, quantize_model
 from hwsim.models.data import ImageData
 from hwsim.models.quant import post_step
-from hwsim.models.train import forward_precision
+from hwsim.models.device import forward_precision
 
 EPOCH_BATCHES = 391  # 50,000 images / 128
 

@@ -46,8 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 1
-    try:
-        return int(args.func(args) or 0)
+    from hwsim.models.device import get_inference_precision, precision_scope
+    try:  # --precision of eval, sweep, ...: for this command, then as before
+        with precision_scope(getattr(args, "inference_precision", None)
+                             or get_inference_precision()):
+            return int(args.func(args) or 0)
     except ConfigError as e:
         print(f"hwsim {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -88,10 +88,13 @@ def _check_reachable(address: str | None, timeout: float = 5.0) -> None:
                           "one with `ray start --head`") from None
 
 
-def _call(fn: Callable, threads: int, *args):
-    """What every Ray task runs: `fn(*args)` with `threads` torch threads."""
+def _call(fn: Callable, threads: int, precision: str, *args):
+    """What every Ray task runs: `fn(*args)` with `threads` torch threads and the submitting
+    process's inference precision."""
     import torch
+    from hwsim.models.device import set_inference_precision
     torch.set_num_threads(threads)
+    set_inference_precision(precision)
     return fn(*args)
 
 
@@ -186,7 +189,9 @@ class RayExecutor:
             raise ConfigError(f"a task of {threads} threads needs that many CPUs; the Ray "
                               f"cluster has {self._resources.get('CPU', 0):g}")
         task = self._task.options(num_gpus=num_gpus, num_cpus=threads)
-        self._pending[task.remote(fn, threads, *args)] = done or (lambda r: None)
+        from hwsim.models.device import get_inference_precision
+        self._pending[task.remote(fn, threads, get_inference_precision(), *args)] = \
+            done or (lambda r: None)
         if self._bar is not None:
             self._bar.total += 1
             self._bar.refresh()

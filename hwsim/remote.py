@@ -175,7 +175,7 @@ def run_remote(study, executor, get_data, log) -> None:
     """A study's trainings, then all its evaluation points, fixed-BER points and attack seeds,
     as Ray tasks; each result is written as it arrives. What is already done is skipped (the
     serial steps that follow in run_study then find nothing left to do)."""
-    from .study import _trained, checkpoint_path, train_config
+    from .study import _trained, checkpoint_path, train_config, train_precision
     data = executor.put(get_data())
     task_device, _ = executor.gpus(study.device)
     with executor.batch("ray: trainings"):
@@ -185,7 +185,7 @@ def run_remote(study, executor, get_data, log) -> None:
                 continue
             log(f"== training {m.name} -> {path} (Ray task)")
             executor.submit(train_one, cfg, _abs(path), data, task_device,
-                            study.training.precision, device=study.device,
+                            train_precision(study), device=study.device,
                             threads=study.training.threads,
                             done=lambda p, n=m.name: log(f"== trained {n}"))
     with executor.batch("ray: points"):

@@ -18,7 +18,7 @@ import pandas as pd
 from hwsim.models.checkpoint import read_checkpoint
 from hwsim.models.errors import ConfigError
 from hwsim.models.data import load_dataset
-from hwsim.models.device import resolve_device
+from hwsim.models.device import precision_scope, resolve_device
 from hwsim.models.train import TrainConfig, train
 
 from .ber import BerModel
@@ -162,12 +162,23 @@ def assignment_points(study: Study, results: Path, ber_model, get_data, progress
                              device=study.device, progress=progress)
 
 
+def train_precision(study: Study) -> str:
+    """The training forward's precision under the study's `precision:` (bf16 or fp32)."""
+    return "bf16" if study.precision == "bf16" else "fp32"
+
+
 def run_study(study: Study, progress: bool = True, log=print,
               only: list[str] | None = None, executor=None) -> pd.DataFrame | None:
     """Run every missing step. With `only`, just those methods' training, sweep, fixed-BER
     points and attacks: the report and summary need all methods and are left as they are
-    (returns None). Training and evaluation run on `study.device`. `executor`: None runs
-    everything here; a hwsim.executor.RayExecutor runs steps 1-4 as Ray tasks first."""
+    (returns None). Training and evaluation run on `study.device`, under `study.precision`.
+    `executor`: None runs everything here; a hwsim.executor.RayExecutor runs steps 1-4 as
+    Ray tasks first."""
+    with precision_scope(study.precision):
+        return _run_study(study, progress, log, only, executor)
+
+
+def _run_study(study: Study, progress, log, only, executor) -> pd.DataFrame | None:
     if study.accelerators:  # a cross-accelerator study: energy only (hwsim.accelerators)
         if only:
             raise ConfigError(f"{study.file}: --only: a cross-accelerator study evaluates "
@@ -212,7 +223,7 @@ def run_study(study: Study, progress: bool = True, log=print,
             with open(_f, "a") as f:
                 f.write(line + "\n")
         train(cfg, path, resume=True, progress=progress, log=epoch_log, data=get_data(),
-              device=study.device, precision=study.training.precision)
+              device=study.device, precision=train_precision(study))
 
     # 2. sweep every method (skips points already in results.csv)
     grid = voltage_grid(study.voltages.min, study.voltages.max, study.voltages.step)

@@ -13,11 +13,10 @@ import yaml
 
 from hwsim.models.attacks import DEFAULT_ATTACK_BATCH, DEFAULT_STOP_RULE, STOP_RULES
 from hwsim.models.data import DATASETS
-from hwsim.models.device import check_device_name
+from hwsim.models.device import INFERENCE_PRECISIONS, check_device_name
 from hwsim.models.errors import ConfigError
 from hwsim.models.networks import NETWORKS
 from hwsim.models.quant import QUANTIZERS
-from hwsim.models.train import PRECISIONS
 
 from .ber import check_voltage
 from .chips import faults_from_yaml
@@ -94,8 +93,6 @@ class Training:
     act_bfn_rate: float = 2e-3  # activation bit-flip rate for methods with act_bfn: true
     init_from: str | None = None  # e.g. a float checkpoint: fine-tune every method from it
     threads: int | None = None
-    # execution choices, not part of the recipe: a checkpoint trained either way is reused
-    precision: str = "fp32"  # or bf16: forward pass under bfloat16 autocast (models/train.py)
 
 
 @dataclass
@@ -172,6 +169,9 @@ class Study:
     results_dir: str | None = None
     reference: Reference | None = None
     device: str = "cpu"  # where training and evaluation run; `hwsim study --device` overrides
+    # auto | fp32 | bf16 (models/device.py): bf16 trains and evaluates under bfloat16
+    # autocast; like the device an execution choice (`hwsim study --precision` overrides)
+    precision: str = "auto"
     faults: Any = None  # hwsim.chips.Faults: transient (default) or persistent chips
     # hwsim.scenario.Scenario: which voltage domains the swept voltage drives, and their
     # protection; every method is swept under each (default: the weight memory, unprotected)
@@ -192,7 +192,7 @@ class Study:
 
 TOP = ["name", "description", "seed", "data", "network", "methods", "training", "arch",
        "ber_model", "voltages", "monte_carlo", "attacks", "bers", "act_bits", "results_dir",
-       "reference", "device", "faults", "scenarios", "accelerators", "accuracy_from",
+       "reference", "device", "precision", "faults", "scenarios", "accelerators", "accuracy_from",
        "assignments"]
 
 
@@ -355,8 +355,7 @@ def load_study(path: str | Path) -> Study:
         "epochs": pos_int(1), "batch_size": pos_int(1), "lr": pos, "momentum":
         lambda v, p: r.number(v, p, 0, 1), "weight_decay": lambda v, p: r.number(v, p, 0),
         "bfn_rate": lambda v, p: r.number(v, p, 0, 0.5),
-        "act_bfn_rate": lambda v, p: r.number(v, p, 0, 0.5), "threads": pos_int(1),
-        "precision": lambda v, p: r.choice(v, p, tuple(PRECISIONS))})
+        "act_bfn_rate": lambda v, p: r.number(v, p, 0, 0.5), "threads": pos_int(1)})
     volt = lambda v, p: check_voltage(v, f"{file}: {p}")
     voltages = _sub(r, d, "voltages", Voltages, {"min": volt, "max": volt, "step": pos})
     if voltages.min > voltages.max:
@@ -397,6 +396,8 @@ def load_study(path: str | Path) -> Study:
                  results_dir=_results_dir(r, d.get("results_dir")),
                  reference=_reference(r, d.get("reference")),
                  device=_device(r, d.get("device", "cpu")),
+                 precision=r.choice(d.get("precision", "auto"), "precision",
+                                    INFERENCE_PRECISIONS),
                  faults=faults, scenarios=scenarios, accelerators=accelerators,
                  accuracy_from=accuracy_from, assignments=assignments)
 

@@ -18,7 +18,7 @@ import torch.nn as nn
 from scipy import stats
 from tqdm import tqdm
 
-from .device import autotuned, model_device
+from .device import autotuned, get_inference_precision, model_device
 from .errors import ConfigError
 from .faultplan import FaultPlan
 from .faults import MixedWidths, PositionSampler, check_ber, flip_positions  # check_ber: re-exported
@@ -51,8 +51,11 @@ GPU_AUTOCAST: torch.dtype | None = torch.float16
 
 
 def inference_precision(device):
-    """The autocast context of inference on `device` (GPU_AUTOCAST on CUDA; CPU: float32)."""
-    if torch.device(device).type == "cuda" and GPU_AUTOCAST is not None:
+    """The autocast context of inference on `device` under the process's precision."""
+    kind, name = torch.device(device).type, get_inference_precision()
+    if name == "bf16":
+        return torch.autocast(kind, dtype=torch.bfloat16)
+    if name == "auto" and kind == "cuda" and GPU_AUTOCAST is not None:
         return torch.autocast("cuda", dtype=GPU_AUTOCAST)
     return contextlib.nullcontext()
 
@@ -72,8 +75,8 @@ def on_model_device(data, model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]
 
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
-    """Predicted classes of `x` (default batch: eval_batch_size of x's device; on a GPU under
-    GPU_AUTOCAST)."""
+    """Predicted classes of `x` (default batch: eval_batch_size of x's device; under the
+    process's inference precision: by default float32 on the CPU, GPU_AUTOCAST on a GPU)."""
     model.eval()
     batch_size = batch_size or eval_batch_size(x.device)
     x = use_channels_last(model, x)

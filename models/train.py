@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from .checkpoint import FORMAT, build_model, epochs_trained, read_checkpoint, save_atomic
 from .data import load_dataset
-from .device import cpu_state, resolve_device
+from .device import TRAIN_PRECISIONS, cpu_state, forward_precision, resolve_device
 from .errors import ConfigError
 from .evaluate import accuracy, use_channels_last
 from .networks import NETWORKS
@@ -117,15 +117,6 @@ class TrainConfig:
                 "train": self.recipe()}
 
 
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
-
-
-def forward_precision(dev, precision: str):
-    """The autocast context of a training forward pass ('fp32': none)."""
-    dtype = PRECISIONS[precision]
-    return torch.autocast(torch.device(dev).type, dtype=dtype, enabled=dtype is not None)
-
-
 def _init_weights(model: nn.Module, path: str, config: dict) -> None:
     """Fine-tuning: copy network weights (not quantizer state) from another checkpoint,
     before the quantizer is attached so its ranges start from these weights."""
@@ -157,8 +148,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: boo
     cores with AVX512-BF16, ResNet-20 steps 1.8x (float) and 1.5x (WCAT+BFN) faster
     (benchmarks/bench_train.py); each epoch's log row records it when not fp32."""
     cfg.validate()
-    if precision not in PRECISIONS:
-        raise ConfigError(f"precision {precision!r}: valid: {', '.join(PRECISIONS)}")
+    if precision not in TRAIN_PRECISIONS:
+        raise ConfigError(f"precision {precision!r}: valid: {', '.join(TRAIN_PRECISIONS)}")
     if compile and (cfg.bfn_rate > 0 or cfg.act_bfn_rate > 0 or cfg.adv_flips):
         raise ConfigError("compile with bit-flip noise or adversarial training recompiles "
                           "every step (2.4x slower than eager, measured); train without "

@@ -326,3 +326,23 @@ def test_compare_pairs_two_networks_under_the_same_flips():
     wide = hwsim.quantize(nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(),
                                         nn.Linear(32, 10)), "normal", bits=8)
     assert not hwsim.compare(a, hwsim.evaluate(wide, (x, y), 0.02, 8, seed=5)).same_patterns
+
+
+def test_precision_scope_changes_inference_and_restores_it():
+    from hwsim.models.device import get_inference_precision
+    torch.manual_seed(0)
+    x = torch.randn(200, 1, 8, 8)
+    net = hwsim.quantize(nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(),
+                                       nn.Linear(32, 10)), "wcat", bits=4)
+    y = net(x).argmax(1)
+    a = hwsim.evaluate(net, (x, y), ber=0.02, realizations=4, seed=2)
+    with hwsim.precision("bf16"):
+        assert get_inference_precision() == "bf16"
+        b = hwsim.evaluate(net, (x, y), ber=0.02, realizations=4, seed=2)
+    assert get_inference_precision() == "auto" and a.flips == b.flips  # the same flips
+    # labels are float32's own predictions; bfloat16 rounding changes only near-ties
+    assert a.clean == 1.0 and b.clean > 0.9
+    with pytest.raises(hwsim.ConfigError, match="valid: auto, fp32, bf16"):
+        with hwsim.precision("half"):
+            pass
+

@@ -138,3 +138,32 @@ def test_paired_difference_reports_unshared_patterns():
     assert d.std == pytest.approx(np.std([0.1, 0.1, -0.05], ddof=1))
     with pytest.raises(Exception, match="same rate and realizations"):
         paired_difference(a, BitErrorResult(0.02, 0.9, 0.8, 0, 0, 3, [0.8] * 3))
+
+
+def test_eval_precision_bf16_agrees_with_float32_and_is_scoped(capsys, trained):
+    from hwsim.models.device import get_inference_precision, precision_scope
+    ck = trained("wcat", 5e-3)
+    argv = ("eval", "--checkpoint", ck, "--ber", 0.02, "--realizations", 5, "--seed", 1,
+            "--json")
+    fp32 = json.loads(run(capsys, *argv, "--precision", "fp32")[1])
+    bf16 = json.loads(run(capsys, *argv, "--precision", "bf16")[1])
+    assert (fp32["precision"], bf16["precision"]) == ("fp32", "bf16")
+    assert get_inference_precision() == "auto"  # the flag held for that command only
+    # the same flips; bfloat16 rounding moves at most a few of the 360 test images
+    assert bf16["clean"] == pytest.approx(fp32["clean"], abs=3 / 360)
+    assert bf16["mean"] == pytest.approx(fp32["mean"], abs=3 / 360)
+    import torch
+    from hwsim.models import load_checkpoint
+    from hwsim.models.evaluate import inference_precision
+    model, _ = load_checkpoint(ck)
+    x = torch.randn(8, 1, 8, 8)
+    with torch.no_grad(), precision_scope("bf16"), inference_precision("cpu"):
+        assert model(x).dtype == torch.bfloat16
+    with torch.no_grad(), inference_precision("cpu"):  # auto: float32 on the CPU
+        assert model(x).dtype == torch.float32
+    with pytest.raises(Exception, match=r"precision 'fp16': valid: auto, fp32, bf16"):
+        precision_scope("fp16").__enter__()
+    with pytest.raises(SystemExit) as e:
+        main(["eval", "--checkpoint", str(ck), "--precision", "fp16"])
+    assert e.value.code == 2 and "invalid choice: 'fp16'" in capsys.readouterr().err
+

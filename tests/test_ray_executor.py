@@ -298,3 +298,13 @@ def test_gpus_per_task_checked_without_a_gpu(cluster, mlp, tmp_path, capsys):
     assert not (tmp_path / "r.csv").exists() and ray.is_initialized()
     with RayExecutor(device="auto") as ex:  # auto without GPUs: CPU tasks
         assert ex.gpus("auto") == ("cpu", 0.0)
+
+
+def test_ray_tasks_run_under_the_submitting_processs_precision(cluster):
+    from hwsim.models.device import get_inference_precision, precision_scope
+    seen = []
+    with RayExecutor() as ex:
+        with precision_scope("bf16"):
+            ex.submit(get_inference_precision, done=seen.append)
+        ex.submit(get_inference_precision, done=seen.append)
+    assert seen == ["bf16", "auto"]  # each task set to what the process had at submission

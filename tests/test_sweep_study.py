@@ -199,7 +199,7 @@ def test_summary_lists_methods_in_study_order_not_sweep_order(tmp_path):
     ("bits: 4, bfn", "methods[1].bits: 9 is out of range [2, 8]"),
     ("bers: [0.01]", "bers[0]: 0.7 is out of range"),
     ("clean_acc: 91.88", "reference.rows[0].clean_acc: 191.88 is out of range [0, 100]"),
-    ("lr: 0.05}", "training.precision: 'fp16' is not valid; valid: fp32, bf16"),
+    ("seed: 0", "precision: 'fp16' is not valid; valid: auto, fp32, bf16"),
 ])
 def test_study_yaml_errors_name_the_key_path(tmp_path, edit, message):
     text = STUDY.replace("ARCH", str(ROOT / "arch/eyeriss_sram.yaml")).replace("OUT", "o")
@@ -207,7 +207,7 @@ def test_study_yaml_errors_name_the_key_path(tmp_path, edit, message):
            "voltages: {min": "voltagez: {min", "lr: 0.05": "lr: -1",
            "bits: 4, bfn": "bits: 9, bfn", "bers: [0.01]": "bers: [0.7]",
            "clean_acc: 91.88": "clean_acc: 191.88",
-           "lr: 0.05}": "lr: 0.05, precision: fp16}"}[edit]
+           "seed: 0": "seed: 0\nprecision: fp16"}[edit]
     f = tmp_path / "bad.yaml"
     f.write_text(text.replace(edit, bad))
     with pytest.raises(ConfigError) as e:
@@ -377,21 +377,27 @@ def test_hash_and_label_cells_stay_text(tmp_path):
     assert back.voltage.tolist() == [0.4, 0.5]
 
 
-def test_training_precision_reaches_train_and_is_not_part_of_the_recipe(tmp_path, monkeypatch):
+def test_study_precision_reaches_training_and_evaluation_then_is_restored(tmp_path,
+                                                                          monkeypatch):
     import hwsim.study as st
+    from hwsim.models.device import get_inference_precision
     f = tmp_path / "s.yaml"
     f.write_text(STUDY.replace("ARCH", str(ROOT / "arch/eyeriss_sram.yaml")).replace("OUT", "o")
-                 .replace("lr: 0.05}", "lr: 0.05, precision: bf16}"))
+                 .replace("seed: 0", "seed: 0\nprecision: bf16"))
     study = load_study(f)
-    assert study.training.precision == "bf16"
+    assert study.precision == "bf16"
     assert "precision" not in st.train_config(study, study.methods[0]).recipe()
     seen = []
 
     def fake_train(cfg, path, **kw):
-        seen.append(kw["precision"])
+        seen.append((kw["precision"], get_inference_precision()))
         raise KeyboardInterrupt  # stop before any sweep
 
     monkeypatch.setattr(st, "train", fake_train)
     with pytest.raises(KeyboardInterrupt):
         st.run_study(study, progress=False, log=lambda s: None)
-    assert seen == ["bf16"]
+    assert seen == [("bf16", "bf16")] and get_inference_precision() == "auto"
+    from dataclasses import replace
+    with pytest.raises(KeyboardInterrupt):  # auto: float32 training, default inference
+        st.run_study(replace(study, precision="auto"), progress=False, log=lambda s: None)
+    assert seen[-1] == ("fp32", "auto")

@@ -135,7 +135,7 @@ def test_bf16_training_runs_the_forward_in_bf16_and_keeps_float32_weights(digits
     assert ck["history"][-1]["test_acc"] >= 0.9
     assert abs(ck["history"][-1]["test_acc"] - ref["history"][-1]["test_acc"]) < 0.03
     model, _ = load_checkpoint(tmp_path / "bf16.pt")
-    from hwsim.models.train import forward_precision
+    from hwsim.models.device import forward_precision
     with forward_precision("cpu", "bf16"):
         assert model(digits[1].images[:4].float()).dtype == torch.bfloat16
 

@@ -11,6 +11,7 @@ import torch
 import yaml
 
 from hwsim.models.errors import ConfigError
+from hwsim.models.device import INFERENCE_PRECISIONS
 
 
 def parse_params(items: list[str] | None) -> dict:
@@ -98,6 +99,17 @@ def add_device(p, default: str | None = "cpu",
 def apply_threads(args) -> None:
     if getattr(args, "threads", None):
         torch.set_num_threads(args.threads)
+
+
+def add_precision(p, default: str | None = "auto", dest: str = "inference_precision",
+                  help: str = "") -> None:
+    """--precision: by default the inference precision, which hwsim.cli.main applies for the
+    whole command (models/device.py); `hwsim study` keeps its own (training too)."""
+    p.add_argument("--precision", choices=INFERENCE_PRECISIONS, default=default, dest=dest,
+                   help=help or "inference precision: auto (default: float32 on the CPU, "
+                                "float16 autocast on a GPU), fp32, or bf16 (bfloat16 autocast: "
+                                "~2x faster on CPUs with AVX512-BF16, accuracies within ~0.15 "
+                                "points of float32)")
 
 
 def print_json(obj) -> None:

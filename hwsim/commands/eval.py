@@ -8,13 +8,14 @@ from hwsim.ber import BerModel
 from hwsim.models.checkpoint import epochs_trained, load_checkpoint, method_name, read_checkpoint
 from hwsim.models.errors import ConfigError
 from hwsim.models.data import load_dataset
-from hwsim.models.device import resolve_device
+from hwsim.models.device import get_inference_precision, resolve_device
 from hwsim.models.evaluate import evaluate_under_bit_errors, paired_difference
 
 from hwsim.paths import resolve_arch
 
 from .ber import add_ber_model
-from .common import add_device, add_seed, add_threads, apply_threads, number, print_json
+from .common import (add_device, add_precision, add_seed, add_threads,
+                     apply_threads, number, print_json)
 
 
 def register(sub) -> None:
@@ -46,6 +47,7 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true")
     add_threads(p)
     add_device(p)
+    add_precision(p)
     p.set_defaults(func=run)
 
 
@@ -87,7 +89,8 @@ def run(args) -> int:
         results.append(r)
         outs.append(dict(r.as_dict(), checkpoint=path, method=method_name(config),
                          bits=(config.get("quantizer") or {}).get("bits"), seed=args.seed,
-                         test_images=len(test), device=str(dev), epochs_trained=done,
+                         test_images=len(test), device=str(dev),
+                         precision=get_inference_precision(), epochs_trained=done,
                          epochs_planned=wanted))
     out = outs[0]
     if args.paired_with:

@@ -7,7 +7,8 @@ from hwsim.ber import BerModel
 from hwsim.paths import DEFAULT_ARCH, resolve_arch
 
 from .ber import add_ber_model
-from .common import add_device, add_seed, add_threads, apply_threads, number, out_file
+from .common import (add_device, add_precision, add_seed, add_threads,
+                     apply_threads, number, out_file)
 
 
 def register(sub) -> None:
@@ -59,6 +60,7 @@ def register(sub) -> None:
     add_ber_model(p)
     add_threads(p)
     add_device(p)
+    add_precision(p)
     p.set_defaults(func=run)
 
 

@@ -10,7 +10,7 @@ from hwsim.executor import add_executor_args, executor_from_args
 from hwsim.study import format_table, run_study, select_methods
 from hwsim.study_spec import load_study
 
-from .common import add_device, add_threads, apply_threads, comma_list
+from .common import add_device, add_precision, add_threads, apply_threads, comma_list
 
 
 def register(sub) -> None:
@@ -29,6 +29,10 @@ def register(sub) -> None:
                         "training.threads (default: the file's, else torch's choice)")
     add_device(p, default=None, help="cpu, cuda, cuda:N or auto: where training and evaluation "
                                      "run (default: the study file's device:, else cpu)")
+    add_precision(p, default=None, dest="precision",
+                  help="auto, fp32 or bf16: training and inference precision (default: the "
+                       "study file's precision:, else auto; bf16 ~1.5-2x faster on CPUs with "
+                       "AVX512-BF16)")
     add_executor_args(p)
     p.set_defaults(func=run)
 
@@ -38,6 +42,8 @@ def run(args) -> int:
     study = load_study(args.file)
     if args.device is not None:  # the flag overrides the study file's device:
         study = replace(study, device=check_device_name(args.device))
+    if args.precision is not None:  # and --precision its precision:
+        study = replace(study, precision=args.precision)
     if args.threads:  # and --threads its training.threads: (not part of any recipe)
         study = replace(study, training=replace(study.training, threads=args.threads))
     only = comma_list(args.only)

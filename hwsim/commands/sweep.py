@@ -13,7 +13,8 @@ from hwsim.sweep import sweep, voltage_grid
 
 from .ber import add_ber_model
 from .chip import add_fault_args, faults_from_args
-from .common import add_device, add_seed, add_threads, apply_threads, number, out_file
+from .common import (add_device, add_precision, add_seed, add_threads,
+                     apply_threads, number, out_file)
 
 
 def register(sub) -> None:
@@ -57,6 +58,7 @@ def register(sub) -> None:
     add_ber_model(p)
     add_threads(p)
     add_device(p)
+    add_precision(p)
     add_fault_args(p)
     add_executor_args(p)
     p.set_defaults(func=run)
