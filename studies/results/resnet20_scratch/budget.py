@@ -3,7 +3,9 @@ SGD Nesterov 0.9, weight decay 5e-4, batch 128, cosine from 0.1 over the budget,
 CIFAR-10 (JPEG q75 copy). Each budget is its own run (`EPOCHS=N bash run.sh M` writes
 M.eN.pt; 300 epochs: M.pt); the float baseline of studies/resnet20_cifar10.yaml (40 epochs,
 the same recipe) is the float row's 40. Reads only the JSON-lines logs; a run still in
-progress shows its last epoch and "(running)". Usage: python budget.py > budget.md"""
+progress shows its last epoch and "(running)"; a run whose epochs ran in more than one
+precision (`run.sh`'s PRECISION) shows each one's median epoch time. Usage: python budget.py
+> budget.md"""
 from __future__ import annotations
 
 import json
@@ -35,11 +37,15 @@ def main() -> None:
             if not rows:
                 continue
             last = rows[-1]
-            secs = sorted(r["seconds"] for r in rows)[len(rows) // 2]
+            by = {}  # precision -> epoch seconds (the log says "precision" when not fp32)
+            for r in rows:
+                by.setdefault(r.get("precision", "fp32"), []).append(r["seconds"])
+            secs = ", ".join(f"{sorted(v)[len(v) // 2]:.0f}" + (f" ({p})" if len(by) > 1 else "")
+                             for p, v in by.items())
             state = "" if last["epoch"] >= budget else " (running)"
             print(f"| {method} | {budget} | {last['epoch']}{state} | "
                   f"{100 * last['test_acc']:.2f} | {100 * last['train_acc']:.2f} | "
-                  f"{secs:.0f} |")
+                  f"{secs} |")
     for method, acc in PAPER.items():
         print(f"| {method} (paper) | 300 | 300 | {acc:.2f} | | |")
 
