@@ -98,7 +98,11 @@ def _check_config(ckpt: dict, path) -> None:
 
 def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict]:
     """(model in eval mode with the trained weights, config dict)."""
-    ckpt = read_checkpoint(path)
+    return model_from_checkpoint(read_checkpoint(path), path)
+
+
+def model_from_checkpoint(ckpt: dict, path: str | os.PathLike) -> tuple[nn.Module, dict]:
+    """load_checkpoint for a checkpoint already read (read_checkpoint) from `path`."""
     try:
         model = build_model(ckpt["config"])
         model.load_state_dict(ckpt["model_state"])

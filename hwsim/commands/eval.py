@@ -5,7 +5,8 @@ from __future__ import annotations
 import sys
 
 from hwsim.ber import BerModel
-from hwsim.models.checkpoint import epochs_trained, load_checkpoint, method_name, read_checkpoint
+from hwsim.models.checkpoint import (epochs_trained, method_name, model_from_checkpoint,
+                                     read_checkpoint)
 from hwsim.models.errors import ConfigError
 from hwsim.models.data import load_dataset
 from hwsim.models.device import get_inference_precision, resolve_device
@@ -71,8 +72,9 @@ def run(args) -> int:
                           "and --realizations >= 2")
     dev = resolve_device(args.device)
     paths = [args.checkpoint] + ([args.paired_with] if args.paired_with else [])
-    loaded = [load_checkpoint(path) for path in paths]  # every file checked before any work
-    epochs = [epochs_trained(read_checkpoint(path)) for path in paths]
+    read = [read_checkpoint(path) for path in paths]  # every file checked before any work
+    loaded = [model_from_checkpoint(ck, path) for ck, path in zip(read, paths)]
+    epochs = [epochs_trained(ck) for ck in read]
     for path, (done, wanted) in zip(paths, epochs):
         if done < wanted:  # e.g. a long run checked part-way; a half-trained baseline by mistake
             print(f"hwsim: note: {path} is trained for {done} of its {wanted} epochs "

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hwsim.models.data import DATASETS
+from hwsim.models.device import TRAIN_PRECISIONS
 from hwsim.models.networks import NETWORKS
 from hwsim.models.quant import QUANTIZERS
 from hwsim.models.train import TrainConfig, train
@@ -76,7 +77,7 @@ def register(sub) -> None:
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the training step: ~1.2x faster for float ResNets on "
                         "CPU after ~20 s of compilation; not with --bfn-rate")
-    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+    p.add_argument("--precision", choices=tuple(TRAIN_PRECISIONS), default="fp32",
                    help="bf16: forward pass under bfloat16 autocast (weights, optimizer and "
                         "evaluation stay float32); ~1.5-1.8x faster ResNet-20 steps on CPUs "
                         "with AVX512-BF16 (default fp32)")
