@@ -20,7 +20,8 @@ from hwsim.models.checkpoint import method_name
 from hwsim.models.chips import MODES, Layout, check_mode, evaluate_chip, sample_chip, stored_layout
 from hwsim.models.device import check_device_name, resolve_device
 from hwsim.models.errors import ConfigError
-from hwsim.models.evaluate import StoredWeights, accuracy, on_model_device, t_halfwidth
+from hwsim.models.evaluate import (StoredWeights, accuracy, on_model_device, run_context,
+                                   t_halfwidth)
 
 from .accelforge_backend import load_arch
 from .arch_safety import plain_number
@@ -28,11 +29,13 @@ from .ber import BerModel
 from .domains import arch_nodes, warn_arch
 from .energy import scaled_energy, scaled_weight_memory
 from .sweep import (COLUMNS, SWEEP_KEYS, checkpoint_test_data, file_sha256, load_quantized,
-                    merge_rows, model_energy, read_rows, read_table, update_sidecar)
+                    merge_rows, model_energy, note_mixed_runs, read_rows, read_table,
+                    update_sidecar)
 
 FAULT_MODELS = ("transient", "persistent")
 CHIP_COLUMNS = ["label", "checkpoint_sha256", "fault_mode", "chip", "voltage", "ber",
                 "accuracy", "erring_bits"]
+RUN_COLUMNS = ["device", "precision"]  # where each chip ran (empty in files from before)
 EXTRA_COLUMNS = ["fault_model", "fault_mode", "stuck_q", "chips", "acc_p05", "acc_median",
                  "acc_p95", "yield", "yield_drop"]
 
@@ -115,7 +118,7 @@ def chips_sidecar(results_csv: str | Path) -> Path:
 
 def read_chip_rows(path: Path) -> pd.DataFrame:
     """RESULTS.chips.csv as a DataFrame (empty when missing); damaged files: one error line."""
-    return read_table(path, CHIP_COLUMNS, CHIP_COLUMNS,
+    return read_table(path, CHIP_COLUMNS + RUN_COLUMNS, CHIP_COLUMNS,
                       ("chip", "voltage", "ber", "accuracy", "erring_bits"), "a chips CSV")
 
 
@@ -165,6 +168,7 @@ def chip_sweep(checkpoint: str, arch: str, voltages: list[float], out: str | Pat
         raise ConfigError(f"{out} holds points of an earlier version of {checkpoint} (the file "
                           "changed since); remove those rows or choose another --out")
     grid = sorted({round(float(v), 6) for v in voltages}, reverse=True)  # high -> low voltage
+    _check_same_faults(rows[mine], faults, out, checkpoint)
     if mine.any() and {round(v, 6) for v in rows.loc[mine, "voltage"]} >= set(grid):
         return rows
     word_bits, capacity = memory_geometry(arch)
@@ -184,10 +188,12 @@ def chip_sweep(checkpoint: str, arch: str, voltages: list[float], out: str | Pat
                 & (done["checkpoint_sha256"].astype(str) == fingerprint)]
     per_chip = done.groupby("chip")["voltage"].apply(lambda s: set(s.round(6)))
     todo = [c for c in range(faults.chips) if c not in per_chip or not per_chip[c] >= set(grid)]
+    if todo and executor is None:
+        note_mixed_runs(done, run_context(model), chips_csv, label)
 
     def write_chips(pending: list[dict]) -> None:
-        merge_rows(chips_csv, pd.DataFrame(pending, columns=CHIP_COLUMNS), _chip_keys,
-                   read_chip_rows)
+        merge_rows(chips_csv, pd.DataFrame(pending, columns=CHIP_COLUMNS + RUN_COLUMNS),
+                   _chip_keys, read_chip_rows)
 
     def summarize(clean: float) -> pd.DataFrame:
         return _summary(out, chips_csv, str(checkpoint), fingerprint, label, config, grid,
@@ -221,8 +227,9 @@ def chip_rows(model, xy, c: int, seed: int, grid: list[float], bers: list[float]
         chip = sample_chip(_chip_seed(seed, c), layout.used_bits, max(bers), faults.mode,
                            faults.stuck_q, faults.p01_scale, faults.p10_scale)
     accs, n_err = evaluate_chip(model, xy, bers, chip, layout, stored, clean)
+    where = run_context(model)
     return [{"label": label, "checkpoint_sha256": fingerprint, "fault_mode": faults.tag,
-             "chip": c, "voltage": v, "ber": b, "accuracy": a, "erring_bits": k}
+             "chip": c, "voltage": v, "ber": b, "accuracy": a, "erring_bits": k, **where}
             for v, b, a, k in zip(grid, bers, accs, n_err)]
 
 
@@ -238,7 +245,8 @@ def _summary(out: Path, chips_csv: Path, checkpoint: str, fingerprint: str, labe
                 & (allc["chip"] < faults.chips)].sort_values("chip", kind="stable")
     new = []
     for v, b in zip(grid, bers):
-        accs = allc.loc[allc["voltage"].round(6) == v, "accuracy"].to_numpy(float)
+        at_v = allc[allc["voltage"].round(6) == v]
+        accs = at_v["accuracy"].to_numpy(float)
         new.append({"checkpoint": str(checkpoint), "checkpoint_sha256": fingerprint,
                     "label": label, "method": method_name(config), "quantizer": q["name"],
                     "bits": q["bits"], "bfn_rate": q.get("bfn_rate", 0.0), "voltage": v,
@@ -250,9 +258,34 @@ def _summary(out: Path, chips_csv: Path, checkpoint: str, fingerprint: str, labe
                     "energy_nominal_uJ": energy.total_uJ, "seed": seed,
                     "test_images": test_images, "fault_model": "persistent",
                     "fault_mode": faults.tag, "stuck_q": faults.stuck_q,
-                    "yield_drop": faults.yield_drop})
+                    "yield_drop": faults.yield_drop, **_joined(at_v, RUN_COLUMNS)})
     new = pd.DataFrame(new, columns=COLUMNS + EXTRA_COLUMNS).iloc[::-1]  # low -> high V
     return merge_rows(out, new, reader=lambda p: read_rows(p, SWEEP_KEYS))
+
+
+def _check_same_faults(rows: pd.DataFrame, faults: Faults, out: Path, checkpoint) -> None:
+    """A resumed chip sweep must ask for the chips its summary rows describe: summary rows
+    are kept once written, so other chips or another fault mode would otherwise return the
+    old numbers silently."""
+    if "chips" not in rows or "fault_mode" not in rows:
+        return
+    rows = rows[rows["estimator"].astype(str) == "chips"]
+    have = {(int(c), str(m)) for c, m in zip(rows["chips"], rows["fault_mode"])}
+    other = sorted(have - {(faults.chips, faults.tag)})
+    if other:
+        chips, mode = other[0]
+        raise ConfigError(f"{out} holds summary rows of {checkpoint} over {chips} chips "
+                          f"(fault mode {mode}); this run asks for {faults.chips} "
+                          f"({faults.tag}). Choose another --out, or delete those rows to "
+                          f"recompute them (the chips already in {chips_sidecar(out).name} "
+                          "are reused)")
+
+
+def _joined(rows: pd.DataFrame, columns: list[str]) -> dict:
+    """{column: its distinct recorded values joined by '+'} (e.g. device 'cpu+cuda' when a
+    study's chips ran on both; '' when none recorded)."""
+    return {c: "+".join(sorted({str(x) for x in rows[c].dropna() if str(x)}))
+            if c in rows else "" for c in columns}
 
 
 def _chip_seed(seed: int, chip: int) -> int:

@@ -120,12 +120,14 @@ def activation_estimate(model, xy, weight_ber: float, act_ber: float, scenario: 
     model's StoredWeights."""
     from hwsim.models.activations import evaluate_under_activation_faults
     from hwsim.models.estimate import Estimate
+    from hwsim.models.evaluate import run_context
     from hwsim.models.faultplan import FaultPlan
     r = evaluate_under_activation_faults(model, xy, act_ber, weight_ber=weight_ber,
                                          realizations=max(2, realizations), seed=seed,
                                          protection=scenario.protection, stored=stored)
     flips = FaultPlan(stored, weight_ber, scenario.protection).expected_flips()
-    return Estimate(act_ber, clean, r.mean, r.std, r.ci95, r.realizations, "mc", flips)
+    return Estimate(act_ber, clean, r.mean, r.std, r.ci95, r.realizations, "mc", flips,
+                    **run_context(model))
 
 
 def component_points(study, df, sidecar: dict) -> dict[str, dict[str, float]]:

@@ -14,7 +14,7 @@ from hwsim.models.data import load_dataset
 from hwsim.models.errors import ConfigError
 from hwsim.models.estimate import estimate_accuracy
 from hwsim.models.device import check_device_name, resolve_device
-from hwsim.models.evaluate import StoredWeights, accuracy, on_model_device
+from hwsim.models.evaluate import StoredWeights, accuracy, on_model_device, run_context
 
 from hwsim.models.networks import input_shape
 
@@ -29,7 +29,7 @@ COLUMNS = ["checkpoint", "checkpoint_sha256", "label", "method", "quantizer", "b
            "acc_clean", "acc_mean", "acc_std", "acc_ci95", "realizations", "estimator",
            "expected_flips", "energy_uJ", "energy_weight_mem_uJ", "energy_nominal_uJ",
            "seed", "test_images", "domains", "protection", "saving_vs_nominal",
-           "saving_vs_errorfree"]
+           "saving_vs_errorfree", "device", "precision"]
 
 
 def voltage_grid(vmin: float, vmax: float, step: float) -> list[float]:
@@ -67,7 +67,8 @@ NUMERIC = ["bits", "bfn_rate", "voltage", "ber", "acc_clean", "acc_mean", "acc_s
            "saving_vs_errorfree"]
 # identifiers read as text: pandas would turn a hash such as 0123456789012345 or 1234e56789...
 # (or a label such as 001) into a number, and the point would no longer match its checkpoint
-TEXT = ["checkpoint", "checkpoint_sha256", "label", "method", "fault_mode", "fault_model"]
+TEXT = ["checkpoint", "checkpoint_sha256", "label", "method", "fault_mode", "fault_model",
+        "device", "precision"]
 # what the Pareto frontier and the report read: a hand-made CSV needs these columns
 DEFAULT = Scenario()
 REPORT_COLUMNS = ["label", "voltage", "ber", "acc_clean", "acc_mean", "acc_ci95", "energy_uJ"]
@@ -119,6 +120,19 @@ def read_table(path: Path, columns: list[str], required, numeric, what: str) -> 
 
 def write_rows_atomic(df: pd.DataFrame, path: Path) -> None:
     write_text_atomic(path, df.to_csv(index=False))
+
+
+def note_mixed_runs(rows: pd.DataFrame, now: dict, out, label: str) -> None:
+    """A stderr note when `out` already holds points of `label` computed on another device or
+    in another precision than `now` (models.evaluate.run_context): a resumed run adds points
+    that differ in their last digits; the device and precision columns tell them apart."""
+    for col, value in now.items():
+        other = sorted({str(x) for x in rows[col].dropna() if str(x)} - {value}) \
+            if col in rows else []
+        if other:
+            print(f"note: {out} holds points of {label} computed with {col} "
+                  f"{', '.join(other)}; this run adds {value} points (column {col})",
+                  file=sys.stderr)
 
 
 def point_keys(df: pd.DataFrame) -> list[tuple]:
@@ -202,7 +216,8 @@ def point_row(config: dict, label: str, v: float, ber: float, clean: float, est,
             "acc_clean": clean, "acc_mean": est.mean, "acc_std": est.std,
             "acc_ci95": est.ci95, "realizations": est.realizations,
             "estimator": est.estimator, "expected_flips": est.expected_flips,
-            **energy_columns, "seed": seed, "test_images": test_images}
+            **energy_columns, "seed": seed, "test_images": test_images,
+            "device": est.device, "precision": est.precision}
 
 
 def sweep_points(model, config: dict, test, energy: NetworkEnergy, voltages: list[float], *,
@@ -293,6 +308,8 @@ def sweep(checkpoint: str, arch: str, voltages: list[float], out: str | Path, *,
                                             protection=scenario.protection),
                             seed, str(checkpoint), fingerprint, scenario)
     model.to(dev)
+    note_mixed_runs(rows[mine & (rows["label"].astype(str) == label)], run_context(model),
+                    out, label)
     written = [rows]
 
     def write(row: dict) -> None:  # keeps rows another sweep on `out` wrote meanwhile

@@ -639,9 +639,11 @@ def recorded_uniform_points(path, verification: dict) -> dict | None:
         return None
     pts = doc["uniform_points"]
     fields = set(Estimate.__dataclass_fields__)
+    recorded = {"device", "precision"}  # optional: files written before they were recorded
     numbers = ("clean", "mean", "std", "ci95", "realizations", "expected_flips")
     try:
-        out = {float(v): Estimate(**{k: e[k] for k in fields}) for v, e in pts.items()}
+        out = {float(v): Estimate(**{k: e[k] for k in fields if k in e or k not in recorded})
+               for v, e in pts.items()}
         if not all(isinstance(getattr(e, k), (int, float)) and not isinstance(
                 getattr(e, k), bool) for e in out.values() for k in numbers):
             raise TypeError

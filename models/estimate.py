@@ -29,7 +29,8 @@ from scipy import stats
 from tqdm import tqdm
 
 from .errors import ConfigError
-from .evaluate import StoredWeights, check_ber, hit_rate, on_model_device, t_halfwidth
+from .evaluate import (StoredWeights, check_ber, hit_rate, on_model_device, run_context,
+                       t_halfwidth)
 from .faultplan import FaultPlan
 from .faults import PositionSampler
 
@@ -48,6 +49,8 @@ class Estimate:
     realizations: int
     estimator: str  # 'exact' | 'bound' | 'stratified' | 'mc'
     expected_flips: float
+    device: str = ""  # where it was computed ('cpu', 'cuda'; '' not recorded) ...
+    precision: str = ""  # ... and in what (models.evaluate.precision_name)
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -186,16 +189,16 @@ def estimate_accuracy(model, data, ber, *, max_realizations: int = 50,
     plan = FaultPlan(stored, ber, protection)
     if clean is None:
         clean = float(hit_rate(model, x, y, batch_size))
-    n_bits = stored.n_bits
+    n_bits, where = stored.n_bits, run_context(model)
     if plan.zero:
         return Estimate(plan.label if isinstance(plan.label, dict) else 0.0, clean, clean,
-                        0.0, 0.0, 0, "exact", 0.0)
+                        0.0, 0.0, 0, "exact", 0.0, **where)
     p_any = plan.p_any()  # P(K > 0)
     if p_any < NEGLIGIBLE and not force_mc:
         # flips are this rare: accuracy is clean except with probability p_any, so
         # |E[acc] - clean| <= p_any; report that bound as the interval, spend nothing
         return Estimate(plan.label, clean, clean, 0.0, p_any, 0, "bound",
-                        plan.expected_flips())
+                        plan.expected_flips(), **where)
     rng = np.random.default_rng(seed)
     cap = max(1, max_realizations // 2)  # the pilot (2 per stratum) fits the budget
     kind, w0, strata = (_strata(n_bits, plan.ber, rng, force_mc, cap) if plan.whole else
@@ -244,4 +247,5 @@ def estimate_accuracy(model, data, ber, *, max_realizations: int = 50,
             bar.update()
     bar.close()
     mean, sd, half, used = summary()
-    return Estimate(plan.label, clean, mean, sd, half, used, kind, plan.expected_flips())
+    return Estimate(plan.label, clean, mean, sd, half, used, kind, plan.expected_flips(),
+                    **where)

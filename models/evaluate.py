@@ -50,14 +50,33 @@ GPU_EVAL_BATCH = 5000
 GPU_AUTOCAST: torch.dtype | None = torch.float16
 
 
+_DTYPE_NAMES = {torch.float16: "fp16", torch.bfloat16: "bf16"}
+_NAME_DTYPES = {v: k for k, v in _DTYPE_NAMES.items()}
+
+
+def precision_name(device) -> str:
+    """What inference on `device` computes in under the process's precision: 'fp32', 'bf16'
+    or 'fp16' ('auto' resolved: float32 on the CPU, GPU_AUTOCAST on a GPU)."""
+    name = get_inference_precision()
+    if name == "auto":
+        gpu = torch.device(device).type == "cuda" and GPU_AUTOCAST is not None
+        return _DTYPE_NAMES[GPU_AUTOCAST] if gpu else "fp32"
+    return name
+
+
+def run_context(model: nn.Module) -> dict:
+    """Where and how `model` is evaluated now: {'device': 'cpu' | 'cuda' | ...,
+    'precision': precision_name}; results rows record it (hwsim.sweep.point_row)."""
+    dev = model_device(model)
+    return {"device": dev.type, "precision": precision_name(dev)}
+
+
 def inference_precision(device):
     """The autocast context of inference on `device` under the process's precision."""
-    kind, name = torch.device(device).type, get_inference_precision()
-    if name == "bf16":
-        return torch.autocast(kind, dtype=torch.bfloat16)
-    if name == "auto" and kind == "cuda" and GPU_AUTOCAST is not None:
-        return torch.autocast("cuda", dtype=GPU_AUTOCAST)
-    return contextlib.nullcontext()
+    dtype = _NAME_DTYPES.get(precision_name(device))
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=dtype)
 
 
 def eval_batch_size(device) -> int:

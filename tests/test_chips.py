@@ -141,7 +141,7 @@ def test_memory_geometry_of_shipped_arch():
     assert memory_geometry(ARCH) == (64, 8 * 1024 * 1024)
 
 
-def test_persistent_sweep_cli_writes_summary_and_chip_rows(trained, tmp_path):
+def test_persistent_sweep_cli_writes_summary_and_chip_rows(trained, tmp_path, capsys):
     ck = trained("wcat")
     out = tmp_path / "r.csv"
     rc = main(["sweep", "--checkpoint", str(ck), "--out", str(out), "--vmin", "0.36",
@@ -163,11 +163,16 @@ def test_persistent_sweep_cli_writes_summary_and_chip_rows(trained, tmp_path):
     # lower voltage -> more erring bits on every chip (nested)
     e = chips.pivot(index="chip", columns="voltage", values="erring_bits")
     assert (e[0.36] >= e[0.4]).all() and (e[0.4] >= e[0.44]).all()
-    # a resumed run does nothing; without --resume it is one error
-    assert main(["sweep", "--checkpoint", str(ck), "--out", str(out), "--vmin", "0.36",
-                 "--vmax", "0.44", "--step", "0.04", "--fault-model", "persistent",
-                 "--chips", "6", "--no-progress", "--resume"]) == 0
+    # a resumed run does nothing; without --resume it is one error, and so is a resume
+    # asking for another fault mode (it used to return the stuck-at rows as they were)
+    again = ["sweep", "--checkpoint", str(ck), "--out", str(out), "--vmin", "0.36",
+             "--vmax", "0.44", "--step", "0.04", "--fault-model", "persistent",
+             "--chips", "6", "--no-progress", "--resume"]
+    assert main(again + ["--fault-mode", "stuck-at"]) == 0
     assert len(pd.read_csv(out)) == 3
+    assert main(again) != 0
+    assert "over 6 chips (fault mode stuck-at); this run asks for 6 (flip)" in \
+        capsys.readouterr().err
 
 
 def test_same_chips_for_every_method(trained, digits, tmp_path):
@@ -194,7 +199,33 @@ def test_same_chips_for_every_method(trained, digits, tmp_path):
     assert p["a_ge_b"] == pytest.approx(np.mean(d >= 0))
     pooled = np.sqrt((at["wcat"].var(ddof=1) + at["normal"].var(ddof=1)) / 2)
     assert p["ci95_unpaired"] == pytest.approx(stats.t.ppf(0.975, 11) * pooled * np.sqrt(2 / 12))
+    assert set(chips["device"]) == {"cpu"} and set(chips["precision"]) == {"fp32"}
+    summary = pd.read_csv(out)
+    assert set(summary["device"]) == {"cpu"} and set(summary["precision"]) == {"fp32"}
 
+
+def test_chip_summary_names_every_precision_its_chips_ran_on(trained, digits, tmp_path,
+                                                             capsys):
+    """Chips computed in two precisions (a run stopped before its summary, resumed in bf16
+    with more chips): the summary row says both, and the resumed run says so on stderr.
+    Asking for other chips than the summary rows describe is one error, not the old rows."""
+    from hwsim.models.device import precision_scope
+    out, ck = tmp_path / "r.csv", str(trained("wcat"))
+    chip_sweep(ck, ARCH, [0.39], out, Faults(model="persistent", chips=3), data=digits[1],
+               progress=False)
+    asked = r"over 3 chips \(fault mode flip\); this run asks for 5 \(flip\)"
+    with pytest.raises(ConfigError, match=asked):
+        chip_sweep(ck, ARCH, [0.39], out, Faults(model="persistent", chips=5), resume=True,
+                   data=digits[1], progress=False)
+    out.unlink()  # the summary goes, the 3 chips' rows stay
+    with precision_scope("bf16"):
+        chip_sweep(ck, ARCH, [0.39], out, Faults(model="persistent", chips=5),
+                   data=digits[1], progress=False)
+    assert "precision fp32; this run adds bf16" in capsys.readouterr().err
+    chips = pd.read_csv(chips_sidecar(out))
+    assert list(chips.sort_values("chip")["precision"]) == ["fp32"] * 3 + ["bf16"] * 2
+    row = pd.read_csv(out).iloc[0]
+    assert (row["chips"], row["precision"], row["device"]) == (5, "bf16+fp32", "cpu")
 
 def test_bad_fault_settings_are_one_error(tmp_path, trained):
     ck = trained("wcat")

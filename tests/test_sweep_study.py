@@ -401,3 +401,28 @@ def test_study_precision_reaches_training_and_evaluation_then_is_restored(tmp_pa
     with pytest.raises(KeyboardInterrupt):  # auto: float32 training, default inference
         st.run_study(replace(study, precision="auto"), progress=False, log=lambda s: None)
     assert seen[-1] == ("fp32", "auto")
+
+
+def test_rows_record_device_and_precision_and_a_mixed_resume_is_noted(no_mapper, trained,
+                                                                        digits, tmp_path,
+                                                                        capsys):
+    from hwsim.models.device import precision_scope
+    ck, out = str(trained("wcat")), tmp_path / "r.csv"
+    sw.sweep(ck, "x", [0.40, 0.42], out, realizations=4, data=digits[1], progress=False)
+    assert "note:" not in capsys.readouterr().err
+    with precision_scope("bf16"):
+        rows = sw.sweep(ck, "x", [0.40, 0.42, 0.44], out, realizations=4, resume=True,
+                        data=digits[1], progress=False)
+    err = capsys.readouterr().err
+    assert "computed with precision fp32; this run adds bf16 points" in err
+    assert "with device" not in err  # same device: only the precision differs
+    back = sw.read_rows(out)
+    assert list(back["precision"]) == ["fp32", "fp32", "bf16"] == list(rows["precision"])
+    assert list(back["device"]) == ["cpu"] * 3
+    # files written before the columns existed still resume, and their rows stay empty
+    old = back.drop(columns=["device", "precision"]).iloc[:2]
+    old.to_csv(tmp_path / "old.csv", index=False)
+    rows = sw.sweep(ck, "x", [0.40, 0.42, 0.44], tmp_path / "old.csv", realizations=4,
+                    resume=True, data=digits[1], progress=False)
+    assert rows["precision"].isna().sum() == 2 and rows["precision"].iloc[2] == "fp32"
+    assert "note:" not in capsys.readouterr().err  # nothing recorded: nothing to compare

@@ -9,8 +9,8 @@ from hwsim.models.checkpoint import (epochs_trained, method_name, model_from_che
                                      read_checkpoint)
 from hwsim.models.errors import ConfigError
 from hwsim.models.data import load_dataset
-from hwsim.models.device import get_inference_precision, resolve_device
-from hwsim.models.evaluate import evaluate_under_bit_errors, paired_difference
+from hwsim.models.device import resolve_device
+from hwsim.models.evaluate import evaluate_under_bit_errors, paired_difference, precision_name
 
 from hwsim.paths import resolve_arch
 
@@ -92,7 +92,7 @@ def run(args) -> int:
         outs.append(dict(r.as_dict(), checkpoint=path, method=method_name(config),
                          bits=(config.get("quantizer") or {}).get("bits"), seed=args.seed,
                          test_images=len(test), device=str(dev),
-                         precision=get_inference_precision(), epochs_trained=done,
+                         precision=precision_name(dev), epochs_trained=done,
                          epochs_planned=wanted))
     out = outs[0]
     if args.paired_with:
