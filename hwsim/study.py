@@ -148,9 +148,9 @@ def sweep_methods(study: Study, results: Path, ber_model, test, progress: bool,
 
 
 def assignment_points(study: Study, results: Path, ber_model, get_data, progress: bool) -> None:
-    """The study's per-layer assignments, one results row each (hwsim.voltages.
+    """The study's per-layer assignments, one results row each (hwsim.assignments.
     assignment_point; rows already there are kept); those of methods not selected skipped."""
-    from .voltages import assignment_point
+    from .assignments import assignment_point
     methods = {m.name: m for m in study.methods}
     for a in study.assignments:
         if a.method in methods:

@@ -76,7 +76,7 @@ class Method:
 @dataclass
 class AssignmentPoint:
     """A per-layer voltage assignment (`hwsim optimize-voltages --out`) evaluated on a study
-    method's checkpoint: one results row labelled `label` (hwsim.voltages.assignment_point)."""
+    method's checkpoint: one results row labelled `label` (hwsim.assignments.assignment_point)."""
     method: str
     file: str
     label: str
@@ -481,7 +481,7 @@ def _assignments(r: _Reader, v, methods: list, scenarios: list, faults, resolve)
     if faults is not None and faults.model == "persistent":
         r.fail("assignments", "per-layer assignments are evaluated with transient faults; a "
                               "persistent-chips study (faults:) has none")
-    from .voltages import PER_LAYER, read_assignment
+    from .assignments import PER_LAYER, read_assignment
     names = [m.name for m in methods]
     taken = {sc.label(n) for sc in scenarios for n in names}
     out = []

@@ -207,7 +207,7 @@ def point_row(config: dict, label: str, v: float, ber: float, clean: float, est,
               energy_columns: dict | None = None) -> dict:
     """One results row (COLUMNS): the estimate `est` of a point plus its energy at `v` under
     `scenario` (which domains run at v, and their protection), or `energy_columns` as given
-    (a per-layer assignment's, hwsim.voltages.assignment_point)."""
+    (a per-layer assignment's, hwsim.assignments.assignment_point)."""
     q = config["quantizer"]
     energy_columns = energy_columns or scenario.energy_columns(energy, v)
     return {"checkpoint": str(checkpoint), "checkpoint_sha256": fingerprint, "label": label,

@@ -96,11 +96,11 @@ def test_study_and_optimize_voltages_warn_once(fresh_warnings, tmp_path, capsys,
     err = capsys.readouterr().err.strip()
     assert "does not exist" in err and err.count("\n") == 0
 
-    import hwsim.voltages as hv
+    import hwsim.assignments as ha
 
     def stop(*a, **k):
         raise ConfigError("stopped after the warning")
-    monkeypatch.setattr(hv, "optimize", stop)  # after the energy, before any evaluation
+    monkeypatch.setattr(ha, "optimize", stop)  # after the energy, before any evaluation
     assert main(["optimize-voltages", "--checkpoint", str(CK / "normal.pt"), "--arch",
                  str(DOMAINS), "--no-progress"]) == 2
     err = capsys.readouterr().err

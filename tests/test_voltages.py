@@ -1,4 +1,5 @@
-"""Per-layer weight-memory voltages: hwsim/voltages.py and `hwsim optimize-voltages`."""
+"""Per-layer weight-memory voltages: hwsim/voltages.py (the search), hwsim/assignments.py (its
+files) and `hwsim optimize-voltages`."""
 from __future__ import annotations
 
 import json
@@ -14,9 +15,9 @@ from hwsim.models.estimate import Estimate
 from hwsim.models.evaluate import evaluate_under_bit_errors
 from hwsim.models.quant import quant_layers
 from hwsim.sweep import model_energy, sweep_points
-from hwsim.voltages import (Evaluator, assignment_seed, domain_energy, evaluate_assignment,
-                            greedy, layer_energies, optimize, parse_grid,
-                            read_assignment)
+from hwsim.assignments import evaluate_assignment, read_assignment
+from hwsim.voltages import (Evaluator, assignment_seed, domain_energy, greedy, layer_energies,
+                            optimize, parse_grid)
 
 ARCH = "arch/eyeriss_sram.yaml"
 
@@ -158,7 +159,7 @@ def test_interrupted_sensitivity_resumes_to_the_uninterrupted_result(digits, tmp
     an uninterrupted run writes; other settings measure again; the partial file goes at the
     end."""
     from hwsim.models.estimate import estimate_accuracy
-    from hwsim.voltages import optimize_voltages, partial_sensitivity_file
+    from hwsim.assignments import optimize_voltages, partial_sensitivity_file
     ckpt = str(ROOT / "studies/results/digits_quickstart/checkpoints/normal.pt")
     kw = dict(seed=0, realizations=5, sens_realizations=2, data=digits[1], progress=False)
     grid = parse_grid("0.38:0.50:0.02")
@@ -192,16 +193,16 @@ def test_interrupted_sensitivity_resumes_to_the_uninterrupted_result(digits, tmp
     assert not partial_sensitivity_file(out).exists()
     # a partial file of other settings (seed) is not reused
     (tmp_path / "c.yaml.sensitivity.partial.json").write_text(json.dumps(part))
-    import hwsim.voltages as hv
+    import hwsim.assignments as ha
     seen = {}
-    orig = hv.sensitivity
-    hv.sensitivity = lambda *a, **k: seen.update(done=dict(a[6])) or orig(*a, **k)
+    orig = ha.sensitivity
+    ha.sensitivity = lambda *a, **k: seen.update(done=dict(a[6])) or orig(*a, **k)
     try:
         with pytest.raises(KeyboardInterrupt):
             optimize_voltages(ckpt, ARCH, 1.0, grid, out=tmp_path / "c.yaml",
                               estimate=killed_at(first), **(kw | {"seed": 1}))
     finally:
-        hv.sensitivity = orig
+        ha.sensitivity = orig
     assert seen["done"] == {}
 
 
@@ -210,7 +211,7 @@ def test_sensitivity_from_reuses_the_recorded_uniform_points(digits, tmp_path, m
     recorded uniform points instead of evaluating them again (same best uniform); other
     verification settings evaluate them."""
     import hwsim.voltages as hv
-    from hwsim.voltages import optimize_voltages
+    from hwsim.assignments import optimize_voltages
     ckpt = str(ROOT / "studies/results/digits_quickstart/checkpoints/normal.pt")
     kw = dict(seed=0, realizations=5, sens_realizations=2, data=digits[1], progress=False)
     grid = parse_grid("0.38:0.50:0.02")
@@ -424,7 +425,7 @@ def test_study_evaluates_a_per_layer_assignment_beside_its_sweeps(tmp_path, monk
 
     def no_data(*a, **k):
         raise AssertionError("a kept per-layer row needs no test set")
-    monkeypatch.setattr("hwsim.voltages.checkpoint_test_data", no_data)
+    monkeypatch.setattr("hwsim.assignments.checkpoint_test_data", no_data)
     run_study(load_study(f), progress=False, log=lambda s: None)
     assert stamp == {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
     doc["layers"]["fc"]["voltage"] = 0.45
@@ -437,7 +438,7 @@ def test_kept_per_layer_row_is_matched_by_its_voltages_not_only_its_energy(tmp_p
     """Two layers of equal energy swapping voltages keep the total energy and the lowest
     voltage: the sidecar's recorded voltages tell the kept row apart; a row written before
     the sidecar recorded them is matched by energy and lowest voltage."""
-    from hwsim.voltages import _same_assignment
+    from hwsim.assignments import _same_assignment
     out = tmp_path / "results.csv"
     row = {"energy_uJ": 2.0, "voltage": 0.40}
     old = {"a": 0.40, "b": 0.50, "c": 0.60}
@@ -544,18 +545,18 @@ def test_sensitivity_from_reuses_a_recorded_run(tmp_path):
     """--sensitivity-from: the committed digits run's sensitivity, reused with the same
     settings, reproduces its assignment and accuracy without measuring it again; another
     grid, a larger max drop or another checkpoint is one error."""
-    from hwsim.voltages import optimize_voltages
-    import hwsim.voltages as hv
+    import hwsim.assignments as ha
+    from hwsim.assignments import optimize_voltages
     doc = yaml.safe_load(DIGITS_ASSIGNMENT.read_text())
     ckpt = str(ROOT / doc["checkpoint"])
     grid = parse_grid("0.36:0.80:0.01")
-    orig = hv.sensitivity
-    hv.sensitivity = lambda *a, **k: pytest.fail("sensitivity measured again")
+    orig = ha.sensitivity
+    ha.sensitivity = lambda *a, **k: pytest.fail("sensitivity measured again")
     try:
         got = optimize_voltages(ckpt, str(ROOT / ARCH), 1.0, grid, seed=0, realizations=50,
                                 sensitivity_from=DIGITS_ASSIGNMENT, progress=False)
     finally:
-        hv.sensitivity = orig
+        ha.sensitivity = orig
     assert {n: l["voltage"] for n, l in got["layers"].items()} == \
         {n: l["voltage"] for n, l in doc["layers"].items()}
     assert got["accuracy"]["mean"] == pytest.approx(doc["accuracy"]["mean"], abs=1e-12)

@@ -118,7 +118,7 @@ def run(args) -> int:
 
 
 def run_assignment(args) -> int:
-    from hwsim.voltages import assignment_warning, evaluate_assignment
+    from hwsim.assignments import assignment_warning, evaluate_assignment
     if args.ber is not None:
         raise ConfigError("--ber and --assignment: give one (the assignment's voltages set "
                           "each layer's bit error rate)")

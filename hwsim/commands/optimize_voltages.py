@@ -82,7 +82,8 @@ def command_line(args) -> str:
 
 
 def run(args) -> int:
-    from hwsim.voltages import optimize_voltages, parse_grid
+    from hwsim.assignments import optimize_voltages
+    from hwsim.voltages import parse_grid
     apply_threads(args)
     if args.out:
         out_file(args.out)

@@ -103,7 +103,7 @@ def run(args) -> int:
 
 
 def run_assignment(args) -> int:
-    from hwsim.voltages import assignment_point
+    from hwsim.assignments import assignment_point
     persistent = faults_from_args(args).model == "persistent"
     given = [f"--{k}" for k in GRID if getattr(args, k) is not None] + [
         flag for flag, on in (("--domains", args.domains), ("--protection", args.protection),
