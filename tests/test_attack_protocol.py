@@ -88,7 +88,9 @@ def test_cli_attack_out_resumes_per_seed(attack, tmp_path, capsys, monkeypatch):
     """`hwsim attack bfa|tbfa --out F` keeps finished seeds in F.partial.json: a run killed
     after two seeds, rerun, attacks only the third and writes what an uninterrupted run
     writes; partial files of other settings, or not such files, are started over."""
-    import hwsim.models.attacks as attacks
+    import hwsim.models.attacks
+    import hwsim.models.tbfa
+    attacks = hwsim.models.attacks if attack == "bfa" else hwsim.models.tbfa
     ck = str(QUICK / "checkpoints" / "normal.pt")
     base = ["attack", attack, "--checkpoint", ck, "--seeds", "3", "--threads", "1",
             "--no-progress"] + (["--stop-rule", "le10.1"] if attack == "bfa" else

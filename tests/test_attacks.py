@@ -10,8 +10,9 @@ import torch
 from hwsim.cli import main
 from hwsim.models import StoredWeights, load_checkpoint, quant_layers
 from hwsim.models.attacks import (BitSearch, HeldOutCheck, _ce, bfa_nflip, bfa_run, bit_weights,
-                            hamming_distance, random_guess_threshold, random_nflip,
-                            split_attack_batch, tbfa, tbfa_all_pairs)
+                                  hamming_distance, random_guess_threshold, random_nflip,
+                                  split_attack_batch)
+from hwsim.models.tbfa import tbfa, tbfa_all_pairs
 from hwsim.models.errors import ConfigError
 from hwsim.models.faults import from_unsigned, to_unsigned
 from hwsim.models.train import TrainConfig, train
@@ -216,7 +217,7 @@ def test_tbfa_paper_protocol_split_and_stop(models, digits):
     """--protocol paper: half the source class plus as many other images attack, the rest is
     held out (disjoint, seeded); the run stops once the attacked or held-out source images
     reach the target ASR, which it reports for both."""
-    from hwsim.models.attacks import tbfa_split
+    from hwsim.models.tbfa import tbfa_split
     y = digits[1].tensors()[1]
     a, h = tbfa_split(y, 3, seed=0, protocol="paper")
     n3 = int((y == 3).sum())

@@ -15,7 +15,8 @@ import torch
 from scipy import stats
 
 from hwsim.models import evaluate_under_bit_errors, load_checkpoint
-from hwsim.models.attacks import bfa_nflip, tbfa
+from hwsim.models.attacks import bfa_nflip
+from hwsim.models.tbfa import tbfa
 from hwsim.models.device import check_device_name, resolve_device
 from hwsim.models.errors import ConfigError
 from hwsim.models.estimate import estimate_accuracy

@@ -17,8 +17,8 @@ from pathlib import Path
 from hwsim.attack_records import partial_file, resumable
 from hwsim.files import file_sha256, write_json_atomic
 from hwsim.models.attacks import (DEFAULT_ATTACK_BATCH, DEFAULT_STOP_RULE, STOP_RULES,
-                                  bfa_nflip, compare_nflip, comparison_line, random_nflip,
-                                  TBFA_PROTOCOLS, tbfa, tbfa_all_pairs)
+                                  bfa_nflip, compare_nflip, comparison_line, random_nflip)
+from hwsim.models.tbfa import TBFA_PROTOCOLS, tbfa, tbfa_all_pairs
 from hwsim.models.checkpoint import load_checkpoint, method_name
 from hwsim.models.data import CIFAR10_CLASSES, load_dataset
 from hwsim.models.device import model_device, resolve_device
