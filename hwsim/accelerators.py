@@ -147,7 +147,9 @@ def cross_rows(study: Study, progress: bool = True, log=print) -> tuple[pd.DataF
                            **DEFAULT.energy_columns(ne, float(r["voltage"])),
                            arch=accelerator_name(arch))
                 rows.append(row)
-    return pd.DataFrame(rows, columns=sw.COLUMNS + ["arch"]), energies
+    # device / precision as the accuracy source has them (none in files from before them)
+    columns = [c for c in sw.COLUMNS if c not in sw.RUN_COLUMNS or c in src.columns]
+    return pd.DataFrame(rows, columns=columns + ["arch"]), energies
 
 
 def _write_if_changed(path: Path, text: str) -> None:

@@ -28,14 +28,13 @@ from .arch_safety import plain_number
 from .ber import BerModel
 from .domains import arch_nodes, warn_arch
 from .energy import scaled_energy, scaled_weight_memory
-from .sweep import (COLUMNS, SWEEP_KEYS, checkpoint_test_data, file_sha256, load_quantized,
-                    merge_rows, model_energy, note_mixed_runs, read_rows, read_table,
-                    update_sidecar)
+from .sweep import (COLUMNS, RUN_COLUMNS, SWEEP_KEYS, checkpoint_test_data, file_sha256,
+                    load_quantized, merge_rows, model_energy, note_mixed_runs, read_rows,
+                    read_table, update_sidecar)
 
 FAULT_MODELS = ("transient", "persistent")
 CHIP_COLUMNS = ["label", "checkpoint_sha256", "fault_mode", "chip", "voltage", "ber",
                 "accuracy", "erring_bits"]
-RUN_COLUMNS = ["device", "precision"]  # where each chip ran (empty in files from before)
 EXTRA_COLUMNS = ["fault_model", "fault_mode", "stuck_q", "chips", "acc_p05", "acc_median",
                  "acc_p95", "yield", "yield_drop"]
 
@@ -270,7 +269,8 @@ def _check_same_faults(rows: pd.DataFrame, faults: Faults, out: Path, checkpoint
     if "chips" not in rows or "fault_mode" not in rows:
         return
     rows = rows[rows["estimator"].astype(str) == "chips"]
-    have = {(int(c), str(m)) for c, m in zip(rows["chips"], rows["fault_mode"])}
+    chips = pd.to_numeric(rows["chips"], errors="coerce")
+    have = {(int(c), str(m)) for c, m in zip(chips, rows["fault_mode"]) if c == c}
     other = sorted(have - {(faults.chips, faults.tag)})
     if other:
         chips, mode = other[0]

@@ -30,6 +30,7 @@ COLUMNS = ["checkpoint", "checkpoint_sha256", "label", "method", "quantizer", "b
            "expected_flips", "energy_uJ", "energy_weight_mem_uJ", "energy_nominal_uJ",
            "seed", "test_images", "domains", "protection", "saving_vs_nominal",
            "saving_vs_errorfree", "device", "precision"]
+RUN_COLUMNS = ["device", "precision"]  # where a row was computed (empty in older files)
 
 
 def voltage_grid(vmin: float, vmax: float, step: float) -> list[float]:
