@@ -60,7 +60,7 @@ def precision_name(device) -> str:
     name = get_inference_precision()
     if name == "auto":
         gpu = torch.device(device).type == "cuda" and GPU_AUTOCAST is not None
-        return _DTYPE_NAMES[GPU_AUTOCAST] if gpu else "fp32"
+        return _DTYPE_NAMES.get(GPU_AUTOCAST, "fp32") if gpu else "fp32"
     return name
 
 

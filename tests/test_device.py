@@ -235,6 +235,9 @@ def test_gpu_sweep_agrees_with_cpu(trained, digits, tmp_path, monkeypatch):
         assert (a.voltage, a.ber, a.energy_uJ) == (b.voltage, b.ber, b.energy_uJ)
         assert abs(a.acc_clean - b.acc_clean) <= 1.5 / len(digits[1])
         assert agree(a.acc_mean, a.acc_ci95, b.acc_mean, b.acc_ci95, 2 / len(digits[1])), (a, b)
+    # each row records where it ran (float16 autocast by default on the GPU)
+    assert {(r.device, r.precision) for r in rows["cpu"].itertuples()} == {("cpu", "fp32")}
+    assert {(r.device, r.precision) for r in rows["cuda"].itertuples()} == {("cuda", "fp16")}
 
 
 @cuda
