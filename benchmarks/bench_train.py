@@ -53,21 +53,29 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--batches", type=int, default=20)
     ap.add_argument("--compile", action="store_true",
-                    help="add channels_last + torch.compile rows (compilation ~20 s each, "
-                         "excluded: the first two steps are warm-up)")
+                    help="add channels_last + torch.compile rows, float32 and bf16, for the "
+                         "float model (`hwsim train --compile` refuses bit-flip noise); "
+                         "compilation ~20 s each, excluded: the first two steps are warm-up")
+    ap.add_argument("--models", default="float,wcat+bfn",
+                    help="comma-separated subset of float,wcat+bfn (default both)")
     args = ap.parse_args()
+    bad = set(args.models.split(",")) - {"float", "wcat+bfn"}
+    if bad:
+        ap.error(f"--models {args.models!r}: valid: float, wcat+bfn")
     g = torch.Generator().manual_seed(0)
     data = ImageData(torch.randint(0, 256, (128 * (args.batches + 2), 3, 32, 32), dtype=torch.uint8,
                                    generator=g),
                      torch.randint(0, 10, (128 * (args.batches + 2),), generator=g),
                      (0.5,) * 3, (0.25,) * 3, augment=True)
     print(f"ResNet-20, batch 128, mean of {args.batches} steps after 2 warm-up steps")
-    print(f"{'model':<12} {'layout':<22} {'threads':>7} {'s/step':>7} {'min/epoch':>9} "
+    print(f"{'model':<12} {'layout':<26} {'threads':>7} {'s/step':>7} {'min/epoch':>9} "
           f"{'epochs/h':>8} {'vs base':>7}")
     base = None
-    for quant in ("float", "wcat+bfn"):
+    for quant in args.models.split(","):
         rows = [("NCHW", 2), ("channels_last", 2), ("channels_last+bf16", 2), ("NCHW", 1)]
-        for layout, threads in rows + ([("channels_last+compile", 2)] if args.compile else []):
+        if args.compile and quant == "float":
+            rows += [("channels_last+compile", 2), ("channels_last+compile+bf16", 2)]
+        for layout, threads in rows:
             torch.set_num_threads(threads)
             torch.manual_seed(0)
             model = create_model("resnet20")
@@ -75,10 +83,10 @@ def main() -> None:
                 quantize_model(model, "wcat", 4, bfn_rate=5e-3)
             model.train()
             t = step_time(model, data, args.batches, layout.startswith("channels_last"),
-                          compiled=layout.endswith("compile"),
+                          compiled="compile" in layout,
                           precision="bf16" if layout.endswith("bf16") else "fp32")
             base = base or t
-            print(f"{quant:<12} {layout:<22} {threads:>7} {t:>7.3f} {t * EPOCH_BATCHES / 60:>9.2f} "
+            print(f"{quant:<12} {layout:<26} {threads:>7} {t:>7.3f} {t * EPOCH_BATCHES / 60:>9.2f} "
                   f"{3600 / (t * EPOCH_BATCHES):>8.1f} {base / t:>7.2f}x", flush=True)
 
 
