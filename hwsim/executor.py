@@ -198,6 +198,11 @@ class RayExecutor:
         if not self._depth:
             self.wait()
 
+    @property
+    def in_batch(self) -> bool:
+        """Inside batch(): submitted tasks finish at the batch's end, not at submit."""
+        return self._depth > 0
+
     @contextlib.contextmanager
     def batch(self, desc: str = "ray tasks"):
         """Submit many tasks, then wait for all of them (each `done` runs as it finishes)."""

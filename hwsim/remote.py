@@ -190,7 +190,8 @@ def run_remote(study, executor, get_data, log) -> None:
                             done=lambda p, n=m.name: log(f"== trained {n}"))
     with executor.batch("ray: points"):
         faults = getattr(study, "faults", None)
-        if faults is None or faults.model != "persistent":
+        persistent = faults is not None and faults.model == "persistent"
+        if not persistent:
             _submit_sweeps(study, executor, get_data)
         else:
             _submit_chips(study, executor, get_data)
@@ -198,6 +199,10 @@ def run_remote(study, executor, get_data, log) -> None:
             _submit_fixed_bers(study, executor, get_data()[1])
         if study.attacks.bfa_seeds > 0:
             _submit_attacks(study, executor, get_data()[1], log)
+    results = study.out_dir / "results.csv"
+    if not persistent and results.exists():  # the workers' devices are known now
+        from .sweep import note_mixed_labels, read_rows
+        note_mixed_labels(read_rows(results), results)
 
 
 def _submit_sweeps(study, executor, get_data) -> None:

@@ -136,6 +136,22 @@ def note_mixed_runs(rows: pd.DataFrame, now: dict, out, label: str) -> None:
                   file=sys.stderr)
 
 
+def note_mixed_labels(rows: pd.DataFrame, out) -> None:
+    """After Ray tasks, whose device is the worker's (so note_mixed_runs cannot tell before):
+    a stderr note for each label in `rows` (the points in `out`) computed on more than one
+    device or in more than one precision."""
+    if "label" not in rows:
+        return
+    for col in RUN_COLUMNS:
+        if col not in rows:
+            continue
+        for label, values in rows.groupby(rows["label"].astype(str))[col]:
+            seen = sorted({str(x) for x in values.dropna() if str(x)})
+            if len(seen) > 1:
+                print(f"note: {out} holds points of {label} computed with {col} "
+                      f"{', '.join(seen)} (column {col})", file=sys.stderr)
+
+
 def point_keys(df: pd.DataFrame) -> list[tuple]:
     """What identifies a results row: (checkpoint, label, voltage to 1 uV); one checkpoint
     swept under several scenarios (hwsim.scenario) has one label per scenario."""
@@ -304,10 +320,13 @@ def sweep(checkpoint: str, arch: str, voltages: list[float], out: str | Path, *,
     update_sidecar(out, label, energy)
     if executor is not None:  # one Ray task per point (hwsim/remote.py)
         from .remote import submit_sweep
-        return submit_sweep(executor, out, config, label, energy, todo, test, device,
+        rows = submit_sweep(executor, out, config, label, energy, todo, test, device,
                             ber_model, dict(max_realizations=realizations, ci_target=ci_target,
                                             protection=scenario.protection),
                             seed, str(checkpoint), fingerprint, scenario)
+        if not executor.in_batch:  # in a batch (a study) the rows come at its end
+            note_mixed_labels(rows[rows["label"].astype(str) == label], out)
+        return rows
     model.to(dev)
     note_mixed_runs(rows[mine & (rows["label"].astype(str) == label)], run_context(model),
                     out, label)

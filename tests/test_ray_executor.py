@@ -308,3 +308,19 @@ def test_ray_tasks_run_under_the_submitting_processs_precision(cluster):
             ex.submit(get_inference_precision, done=seen.append)
         ex.submit(get_inference_precision, done=seen.append)
     assert seen == ["bf16", "auto"]  # each task set to what the process had at submission
+
+
+def test_ray_sweep_notes_a_label_computed_in_two_precisions(cluster, mlp, digits, tmp_path,
+                                                             capsys):
+    from hwsim.models.device import precision_scope
+    kw = dict(realizations=4, seed=1, data=digits[1], progress=False)
+    out = tmp_path / "r.csv"
+    with RayExecutor() as ex:
+        sw.sweep(mlp, ARCH, [0.50], out, executor=ex, **kw)
+        assert "note:" not in capsys.readouterr().err
+        with precision_scope("bf16"):  # the tasks run under the submitter's precision
+            rows = sw.sweep(mlp, ARCH, [0.50, 0.54], out, executor=ex, resume=True, **kw)
+    assert list(rows["precision"]) == ["fp32", "bf16"]
+    err = capsys.readouterr().err
+    assert f"note: {out} holds points of wcat+bfn computed with precision bf16, fp32" in err
+    assert "with device" not in err

@@ -426,3 +426,16 @@ def test_rows_record_device_and_precision_and_a_mixed_resume_is_noted(no_mapper,
                     resume=True, data=digits[1], progress=False)
     assert rows["precision"].isna().sum() == 2 and rows["precision"].iloc[2] == "fp32"
     assert "note:" not in capsys.readouterr().err  # nothing recorded: nothing to compare
+
+
+def test_note_mixed_labels_names_each_label_and_column_that_differs(capsys):
+    rows = pd.DataFrame({"label": ["a", "a", "b", "b", "c"],
+                         "device": ["cpu", "cuda", "cpu", "cpu", None],
+                         "precision": ["fp32", "fp32", "fp32", "bf16", None]})
+    sw.note_mixed_labels(rows, "r.csv")
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["note: r.csv holds points of a computed with device cpu, cuda (column device)",
+                   "note: r.csv holds points of b computed with precision bf16, fp32 "
+                   "(column precision)"]
+    sw.note_mixed_labels(rows.drop(columns=["device", "precision"]), "r.csv")  # older files
+    assert capsys.readouterr().err == ""
