@@ -5,12 +5,15 @@
 # (optimizer, schedule, random state) and a cut-off epoch is redone on the next resume.
 # Here, before the device call: `bash benchmarks/gpu_tree.sh aside studies/results/resnet20_scratch`
 # (the device takes 64 MiB), then call it with carry ["runs/gpu"]; afterwards copy OUTDIR's
-# METHOD.pt and METHOD.pt.log into studies/results/resnet20_scratch/ and `gpu_tree.sh back`.
-#     LIMIT=540 bash benchmarks/gpu_scratch.sh OUTDIR [METHOD: wcat_bfn (default), float, normal]
+# checkpoint and its .log into studies/results/resnet20_scratch/ and `gpu_tree.sh back`.
+# EPOCHS=N continues the N-epoch budget run (METHOD.eN.pt) instead of the 300-epoch one.
+# wcat_bfn has its 300 epochs (session 20); float and normal are the ones left.
+#     LIMIT=540 bash benchmarks/gpu_scratch.sh OUTDIR [METHOD: float (default), normal, wcat_bfn]
 set -u
 cd "$(dirname "$0")/.."
 OUT=${1:-${OUT:-/tmp/gpu_out}}
-M=${2:-wcat_bfn}
+M=${2:-float}
+F=$M$( [ "${EPOCHS:-300}" = 300 ] || echo ".e$EPOCHS").pt  # run.sh's checkpoint name
 LIMIT=${LIMIT:-540}
 source benchmarks/gpu_lib.sh
 command -v nvidia-smi >/dev/null && nvidia-smi -L
@@ -18,5 +21,5 @@ command -v nvidia-smi >/dev/null && nvidia-smi -L
 HWSIM="timeout $LIMIT python3 -m hwsim.cli" DEVICE=$DEV \
   bash studies/results/resnet20_scratch/run.sh "$M"
 echo "rc=$? (124: stopped at LIMIT, resumable) after $(( $(date +%s) - T0 )) s"
-cp "studies/results/resnet20_scratch/$M.pt" "studies/results/resnet20_scratch/$M.pt.log" "$OUT/"
-tail -n 3 "studies/results/resnet20_scratch/$M.pt.log"
+cp "studies/results/resnet20_scratch/$F" "studies/results/resnet20_scratch/$F.log" "$OUT/"
+tail -n 3 "studies/results/resnet20_scratch/$F.log"
