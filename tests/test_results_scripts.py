@@ -12,11 +12,15 @@ SCRATCH = ROOT / "studies/results/resnet20_scratch"
 PAIRED = ROOT / "studies/results/resnet20_cifar10/paired/plclip_bfn-vs-wcat_bfn.ber0.01.json"
 
 
-def _final_table():
-    spec = importlib.util.spec_from_file_location("final_table", SCRATCH / "final_table.py")
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(name, SCRATCH / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def _final_table():
+    return _script("final_table")
 
 
 def test_final_table_reports_the_paired_numbers_and_the_targets(tmp_path):
@@ -47,3 +51,28 @@ def test_final_eval_refuses_an_unfinished_run(tmp_path):
     assert r.returncode == 2
     assert "wcat_bfn.pt has 150 of 300 epochs" in r.stderr
     assert not (here / "final").exists()
+
+
+def _log(path: Path, rows: list[tuple]) -> None:
+    path.write_text("".join(json.dumps(dict(
+        {"epoch": e, "test_acc": acc, "train_acc": acc + 0.05, "seconds": s},
+        **({"precision": p} if p else {}))) + "\n" for e, acc, s, p in rows))
+
+
+def test_budget_table_final_and_running_rows_and_seconds_per_precision(tmp_path, capsys):
+    mod = _script("budget")
+    mod.HERE, mod.STUDY_FLOAT = tmp_path, tmp_path / "study" / "float.pt.log"
+    mod.STUDY_FLOAT.parent.mkdir()
+    _log(mod.STUDY_FLOAT, [(39, 0.80, 100, None), (40, 0.8751, 90, None)])
+    _log(tmp_path / "float.e100.pt.log", [(1, 0.45, 110, "bf16"), (2, 0.60, 72, "bf16"),
+                                          (3, 0.65, 75, "bf16")])
+    _log(tmp_path / "wcat_bfn.pt.log", [(1, 0.3, 166, None), (2, 0.4, 170, None),
+                                        (299, 0.86, 68, "bf16"), (300, 0.8702, 66, "bf16")])
+    (tmp_path / "notes.log").write_text("not a run\n")
+    mod.main()
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2:] == [
+        "| float | 40 | 40 | 87.51 | 92.51 | 100 |",  # median of [90, 100]: the upper one
+        "| float | 100 | 3 (running) | 65.00 | 70.00 | 75 |",
+        "| wcat_bfn | 300 | 300 | 87.02 | 92.02 | 170 (fp32), 68 (bf16) |",
+        "| float (paper) | 300 | 300 | 92.60 | | |"]
