@@ -30,7 +30,7 @@ from .domains import arch_nodes, warn_arch
 from .energy import scaled_energy, scaled_weight_memory
 from .sweep import (COLUMNS, RUN_COLUMNS, SWEEP_KEYS, checkpoint_test_data, file_sha256,
                     load_quantized, merge_rows, model_energy, note_mixed_runs, read_rows,
-                    read_table, update_sidecar)
+                    read_table, recorded_values, update_sidecar)
 
 FAULT_MODELS = ("transient", "persistent")
 CHIP_COLUMNS = ["label", "checkpoint_sha256", "fault_mode", "chip", "voltage", "ber",
@@ -284,8 +284,7 @@ def _check_same_faults(rows: pd.DataFrame, faults: Faults, out: Path, checkpoint
 def _joined(rows: pd.DataFrame, columns: list[str]) -> dict:
     """{column: its distinct recorded values joined by '+'} (e.g. device 'cpu+cuda' when a
     study's chips ran on both; '' when none recorded)."""
-    return {c: "+".join(sorted({str(x) for x in rows[c].dropna() if str(x)}))
-            if c in rows else "" for c in columns}
+    return {c: "+".join(recorded_values(rows[c])) if c in rows else "" for c in columns}
 
 
 def _chip_seed(seed: int, chip: int) -> int:

@@ -123,13 +123,17 @@ def write_rows_atomic(df: pd.DataFrame, path: Path) -> None:
     write_text_atomic(path, df.to_csv(index=False))
 
 
+def recorded_values(values: pd.Series) -> list[str]:
+    """The distinct values a RUN_COLUMNS column records, sorted (empty cells: older files)."""
+    return sorted({str(x) for x in values.dropna() if str(x)})
+
+
 def note_mixed_runs(rows: pd.DataFrame, now: dict, out, label: str) -> None:
     """A stderr note when `out` already holds points of `label` computed on another device or
     in another precision than `now` (models.evaluate.run_context): a resumed run adds points
     that differ in their last digits; the device and precision columns tell them apart."""
     for col, value in now.items():
-        other = sorted({str(x) for x in rows[col].dropna() if str(x)} - {value}) \
-            if col in rows else []
+        other = [x for x in recorded_values(rows[col]) if x != value] if col in rows else []
         if other:
             print(f"note: {out} holds points of {label} computed with {col} "
                   f"{', '.join(other)}; this run adds {value} points (column {col})",
@@ -146,7 +150,7 @@ def note_mixed_labels(rows: pd.DataFrame, out) -> None:
         if col not in rows:
             continue
         for label, values in rows.groupby(rows["label"].astype(str))[col]:
-            seen = sorted({str(x) for x in values.dropna() if str(x)})
+            seen = recorded_values(values)
             if len(seen) > 1:
                 print(f"note: {out} holds points of {label} computed with {col} "
                       f"{', '.join(seen)} (column {col})", file=sys.stderr)
