@@ -12,8 +12,8 @@ SCRATCH = ROOT / "studies/results/resnet20_scratch"
 PAIRED = ROOT / "studies/results/resnet20_cifar10/paired/plclip_bfn-vs-wcat_bfn.ber0.01.json"
 
 
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(name, SCRATCH / f"{name}.py")
+def _script(name: str, here: Path = SCRATCH):
+    spec = importlib.util.spec_from_file_location(name, here / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -76,3 +76,34 @@ def test_budget_table_final_and_running_rows_and_seconds_per_precision(tmp_path,
         "| float | 100 | 3 (running) | 65.00 | 70.00 | 75 |",
         "| wcat_bfn | 300 | 300 | 87.02 | 92.02 | 170 (fp32), 68 (bf16) |",
         "| float (paper) | 300 | 300 | 92.60 | | |"]
+
+
+def _sensitivity():
+    return _script("sensitivity", ROOT / "studies/results/resnet20_cifar10/sensitivity")
+
+
+def test_sensitivity_noise_to_signal_matches_flipping_the_stored_bits():
+    """layer_stats' closed form (BER * step^2 * (4^b - 1) / 3 over the stored weights' mean
+    square) against flipping the stored integers' bits through hwsim's own fault code."""
+    import numpy as np
+    import torch
+    from hwsim import api as hw
+    from hwsim.models.evaluate import StoredWeights
+    from hwsim.models.faults import flip_positions, sample_flip_count, sample_positions
+    torch.manual_seed(0)
+    net = hw.quantize(torch.nn.Sequential(torch.nn.Linear(64, 32)), "wcat", bits=4)
+    ber = 0.05
+    stats = _sensitivity().layer_stats(net, ber)
+    (name, s), = stats.items()
+    assert s["weights"] == 64 * 32 and s["bits"] == 4
+    stored, rng = StoredWeights(net), np.random.default_rng(0)
+    w = stored.ints.double()
+    err = []
+    for _ in range(300):
+        pos = sample_positions(stored.n_bits, sample_flip_count(stored.n_bits, ber, rng), rng)
+        err.append(float(((flip_positions(stored.ints, 4, pos).double() - w) ** 2).mean()))
+    empirical = np.mean(err) / float((w ** 2).mean())
+    assert abs(s["nsr"] / empirical - 1) < 0.03, (s["nsr"], empirical)
+    # WCAT starts at max|W|: the range over the std is max|W| / std(W) (~1.7 for U(-k, k))
+    weight = net[0].weight.detach().double()
+    assert abs(s["range_over_std"] - float(weight.abs().max() / weight.std())) < 1e-6

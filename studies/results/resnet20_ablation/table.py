@@ -1,9 +1,10 @@
 """The rows of studies/resnet20_ablation.yaml run so far, from this folder's at_ber.json (fixed
 bit error rates) and results.csv (the voltage sweep): clean accuracy, accuracy at BER 0.1% and
 1% (mean +/- std over realizations, their number in brackets, and the 95% CI half-width at
-1%), the drop at 1%, and V_min as the study reports compute it (hwsim.pareto: the
-lowest-energy swept voltage whose mean stays within 1 point of clean). Reads result files
-only. Usage: python table.py > table.md"""
+1%), the drop at 1%, V_min as the study reports compute it (hwsim.pareto: the
+lowest-energy swept voltage whose mean stays within 1 point of clean), and the precision the
+fixed-BER points were computed in (`-`: not recorded, rows run before it was). Reads result
+files only. Usage: python table.py > table.md"""
 from __future__ import annotations
 
 import json
@@ -15,7 +16,8 @@ sys.path.insert(0, str(HERE.parents[2]))
 from hwsim.pareto import lowest_energy_within  # noqa: E402
 from hwsim.sweep import read_rows  # noqa: E402
 
-PAPER = "| *paper, ResNet-20 WCAT 4-bit (Table 1)* | | *91.88* | *91.69* | *88.62* | *3.26* | |"
+PAPER = ("| *paper, ResNet-20 WCAT 4-bit (Table 1)* | | *91.88* | *91.69* | *88.62* | *3.26* "
+         "| | |")
 
 
 def fmt(p: dict) -> str:
@@ -27,13 +29,14 @@ def main() -> None:
     sweep = read_rows(HERE / "results.csv")
     bits = sweep.groupby("label")["bits"].first()
     v_min = lowest_energy_within(sweep).set_index("method")["v_min_V"]  # the reports' V_min
-    print("| row | bits | clean % | BER 0.1% | BER 1% (95% CI) | drop at 1% (points) | V_min (V) |")
-    print("|---|---|---|---|---|---|---|")
+    print("| row | bits | clean % | BER 0.1% | BER 1% (95% CI) | drop at 1% (points) | V_min (V) "
+          "| precision |")
+    print("|---|---|---|---|---|---|---|---|")
     for name, points in at_ber.items():
         lo, hi = points["0.001"], points["0.01"]
         print(f"| {name} | {bits.get(name, '?')} | {100 * hi['clean']:.2f} | {fmt(lo)} | "
               f"{fmt(hi)} (±{100 * hi['ci95']:.2f}) | {100 * (hi['clean'] - hi['mean']):.2f} | "
-              f"{f'{v_min[name]:.2f}' if name in v_min else '-'} |")
+              f"{f'{v_min[name]:.2f}' if name in v_min else '-'} | {hi.get('precision') or '-'} |")
     print(PAPER)
 
 
