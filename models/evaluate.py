@@ -18,7 +18,7 @@ import torch.nn as nn
 from scipy import stats
 from tqdm import tqdm
 
-from .device import autotuned, get_inference_precision, model_device
+from .device import autocast, autotuned, get_inference_precision, model_device
 from .errors import ConfigError
 from .faultplan import FaultPlan
 from .faults import MixedWidths, PositionSampler, check_ber, flip_positions  # check_ber: re-exported
@@ -74,9 +74,7 @@ def run_context(model: nn.Module) -> dict:
 def inference_precision(device):
     """The autocast context of inference on `device` under the process's precision."""
     dtype = _NAME_DTYPES.get(precision_name(device))
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(torch.device(device).type, dtype=dtype)
+    return contextlib.nullcontext() if dtype is None else autocast(device, dtype)
 
 
 def eval_batch_size(device) -> int:

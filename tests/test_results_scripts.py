@@ -107,3 +107,21 @@ def test_sensitivity_noise_to_signal_matches_flipping_the_stored_bits():
     # WCAT starts at max|W|: the range over the std is max|W| / std(W) (~1.7 for U(-k, k))
     weight = net[0].weight.detach().double()
     assert abs(s["range_over_std"] - float(weight.abs().max() / weight.std())) < 1e-6
+
+
+def test_scratch_run_picks_fp32_on_a_cpu_without_native_bfloat16():
+    """run.sh's default precision: bf16 where the CPU has it (PYTHON's check exits 0), fp32
+    with a note where it does not (emulated bf16 was 11x slower); PRECISION and a GPU win."""
+    def run(**env):
+        r = subprocess.run(["bash", str(SCRATCH / "run.sh"), "float"], capture_output=True,
+                           text=True, env={"PATH": "/usr/bin:/bin", "HWSIM": "echo", **env})
+        assert r.returncode == 0, r.stderr
+        return r.stdout, r.stderr
+    out, err = run(PYTHON="false")
+    assert "--precision fp32" in out and "--compile" in out
+    assert "no native bfloat16 on this CPU: PRECISION=fp32" in err
+    assert "--precision bf16" in run(PYTHON="true")[0]
+    assert "--precision bf16" in run(PYTHON="false", PRECISION="bf16")[0]
+    out, err = run(PYTHON="false", DEVICE="cuda")
+    assert "--device cuda" in out and "--precision bf16" in out and "--compile" not in out
+    assert err == ""

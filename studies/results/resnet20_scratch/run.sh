@@ -11,12 +11,19 @@
 # a long run is not what a shorter run reaches).
 # On a lent GPU (no .venv there): HWSIM="python3 -m hwsim.cli" DEVICE=cuda, under `timeout`
 # (a cut-off epoch is redone on the next resume; the checkpoint is replaced atomically).
-# PRECISION=bf16 (default) runs the forward pass under bfloat16 autocast (`hwsim train
-# --precision`; 1.5-1.8x on this CPU, weights and evaluation float32; see README.md);
-# PRECISION=fp32 as before. Each epoch's log line records bf16 when it was used.
+# PRECISION=bf16 runs the forward pass under bfloat16 autocast (`hwsim train --precision`;
+# 1.5-1.8x on a CPU with AVX512-BF16, weights and evaluation float32; see README.md);
+# PRECISION=fp32 as before. Default: bf16, except on a CPU without native bfloat16 (AVX2
+# only: bf16 emulated, 11x slower), where fp32. Each epoch's log line records bf16 when used.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 here=studies/results/resnet20_scratch
+if [ -z "${PRECISION:-}" ]; then
+  PRECISION=bf16
+  if [ "${DEVICE:-cpu}" = cpu ] && ! "${PYTHON:-.venv/bin/python}" -c \
+      "import sys; from hwsim.models.device import cpu_bf16_native; sys.exit(not cpu_bf16_native())"
+  then PRECISION=fp32; echo "run.sh: no native bfloat16 on this CPU: PRECISION=fp32" >&2; fi
+fi
 read -ra hwsim <<< "${HWSIM:-.venv/bin/hwsim}"  # a path or a command line
 for m in "${@:-float}"; do
   case $m in
@@ -28,6 +35,6 @@ for m in "${@:-float}"; do
   "${hwsim[@]}" train --model resnet20 --data cifar10 --data-root ../shared/data/cifar10-jpeg.tar.gz \
     "${q[@]}" --epochs "${EPOCHS:-300}" --batch-size 128 --lr 0.1 --momentum 0.9 \
     --weight-decay 5e-4 --seed 0 --threads "${THREADS:-2}" ${DEVICE:+--device $DEVICE} \
-    --precision "${PRECISION:-bf16}" \
+    --precision "$PRECISION" \
     --no-progress --out "$here/$m$( [ "${EPOCHS:-300}" = 300 ] || echo ".e$EPOCHS").pt" --resume
 done
