@@ -5,14 +5,17 @@ positions for both checkpoints, since their layers have the same sizes and width
 layer's noise-to-signal ratio under those flips, computed from its stored integers: a flip of
 bit j of a b-bit two's-complement integer moves the weight by 2^j steps, so the expected
 squared error per weight is BER * step^2 * (4^b - 1) / 3, over the mean square of the
-quantized weights. Also range / weight std (how tight the range sits on the weights).
+quantized weights. Also how tight the range sits: over the RMS of the stored weights (what
+the NSR follows) and over the std of the float weights (which WCAT keeps unclamped: its
+outliers beyond the range inflate that std).
 
     .venv/bin/python studies/results/resnet20_cifar10/sensitivity/sensitivity.py \
         [--methods plclip_bfn,wcat_bfn] [--ber 0.01] [--realizations 5] [--seed 0] \
         > studies/results/resnet20_cifar10/sensitivity/table.md
 
-Writes sensitivity.json (every number) beside this file; a rerun with the same settings
-reuses it. All 10,000 test images of CIFAR-10 (JPEG q75 copy)."""
+Writes sensitivity.A-vs-B.json (every number) beside this file; a rerun with the same
+settings reuses its accuracies (the expensive part: ~12 min per checkpoint on 2 cores) and
+recomputes the layer statistics. All 10,000 test images of CIFAR-10 (JPEG q75 copy)."""
 from __future__ import annotations
 
 import argparse
@@ -36,7 +39,8 @@ DATA = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
 
 def layer_stats(model, ber: float) -> dict[str, dict]:
     """Per quantized layer: weights, bits, range/std of the float weights, and the
-    noise-to-signal ratio of the stored weights under flips at `ber`."""
+    noise-to-signal ratio of the stored weights under flips at `ber`, and the range over the
+    RMS of the stored weights and over the std of the float weights."""
     stored = StoredWeights(model)
     out = {}
     for name, layer, ints, scale, bits in zip(stored.names, stored.layers,
@@ -46,9 +50,11 @@ def layer_stats(model, ber: float) -> dict[str, dict]:
         w_q = ints.double() * step
         flip_mse = ber * step ** 2 * (4 ** bits - 1) / 3
         a = step * layer.quantizer.q  # the range: q = 2^(b-1) - 1 steps
+        power = float((w_q ** 2).mean())
         out[name] = {"weights": ints.numel(), "bits": bits,
+                     "range_over_rms": a / power ** 0.5,
                      "range_over_std": a / float(layer.weight.detach().double().std()),
-                     "nsr": flip_mse / float((w_q ** 2).mean())}
+                     "nsr": flip_mse / power}
     return out
 
 
@@ -60,10 +66,18 @@ def measure(methods: list[str], ber: float, realizations: int, seed: int) -> dic
         model, _ = load_checkpoint(CHECKPOINTS / f"{m}.pt")
         print(f"{m}: {len(StoredWeights(model).names)} layers", file=sys.stderr, flush=True)
         sens = hw.layer_sensitivity(model, test, ber=ber, realizations=realizations, seed=seed)
-        stats = layer_stats(model, ber)
-        for row in sens.to_dict("records"):
-            stats[row["layer"]].update(acc_mean=row["acc_mean"], acc_std=row["acc_std"])
-        result["methods"][m] = {"clean": hw.accuracy(model, test), "layers": stats}
+        layers = {r["layer"]: {"acc_mean": r["acc_mean"], "acc_std": r["acc_std"]}
+                  for r in sens.to_dict("records")}
+        result["methods"][m] = {"clean": hw.accuracy(model, test), "layers": layers}
+    return result
+
+
+def with_stats(result: dict) -> dict:
+    """`result` with every layer's layer_stats (from the checkpoints: cheap) merged in."""
+    for m, entry in result["methods"].items():
+        model, _ = load_checkpoint(CHECKPOINTS / f"{m}.pt")
+        stats = layer_stats(model, result["settings"]["ber"])
+        entry["layers"] = {name: {**stats[name], **entry["layers"][name]} for name in stats}
     return result
 
 
@@ -76,17 +90,21 @@ def table(result: dict) -> str:
              f"the same flipped positions for both), seed {s['seed']}, {s['test_images']} "
              f"test images. Drop = clean − accuracy, points. NSR: expected flip error power "
              f"over stored-weight power.", "",
-             f"| layer | weights | {a} range/std | {b} range/std | {a} NSR | {b} NSR | "
-             f"{a} drop | {b} drop | {b} − {a} drop |", "|---|---|---|---|---|---|---|---|---|"]
+             f"| layer | weights | {a} range/RMS | {b} range/RMS | {a} range/std(W) | "
+             f"{b} range/std(W) | {a} NSR | {b} NSR | {a} drop | {b} drop | {b} − {a} drop |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     tot_a = tot_b = 0.0
     for name in la:  # network order
         da, db = 100 * (ca - la[name]["acc_mean"]), 100 * (cb - lb[name]["acc_mean"])
         tot_a, tot_b = tot_a + da, tot_b + db
-        lines.append(f"| {name} | {la[name]['weights']} | {la[name]['range_over_std']:.2f} | "
+        lines.append(f"| {name} | {la[name]['weights']} | {la[name]['range_over_rms']:.2f} | "
+                     f"{lb[name]['range_over_rms']:.2f} | {la[name]['range_over_std']:.2f} | "
                      f"{lb[name]['range_over_std']:.2f} | {la[name]['nsr']:.4f} | "
                      f"{lb[name]['nsr']:.4f} | {da:.2f} | {db:.2f} | {db - da:+.2f} |")
-    lines.append(f"| sum over layers | | | | | | {tot_a:.2f} | {tot_b:.2f} | "
-                 f"{tot_b - tot_a:+.2f} |")
+    se = [100 * sum(la_[n]["acc_std"] ** 2 / s["realizations"] for n in la_) ** 0.5
+          for la_ in (la, lb)]
+    lines.append(f"| sum over layers (± 1 SE) | | | | | | | | {tot_a:.2f} ± {se[0]:.2f} | "
+                 f"{tot_b:.2f} ± {se[1]:.2f} | {tot_b - tot_a:+.2f} |")
     lines.append(f"\nclean: {a} {100 * ca:.2f}%, {b} {100 * cb:.2f}%")
     return "\n".join(lines)
 
@@ -112,9 +130,10 @@ def main() -> None:
         result = old
     else:
         result = measure(methods, args.ber, args.realizations, args.seed)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(result, indent=1))
-        tmp.replace(path)
+    result = with_stats(result)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=1))
+    tmp.replace(path)
     print(table(result))
 
 
