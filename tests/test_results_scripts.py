@@ -107,6 +107,9 @@ def test_sensitivity_noise_to_signal_matches_flipping_the_stored_bits():
     # WCAT starts at max|W|: the range over the std is max|W| / std(W) (~1.7 for U(-k, k))
     weight = net[0].weight.detach().double()
     assert abs(s["range_over_std"] - float(weight.abs().max() / weight.std())) < 1e-6
+    scale = stored.scales[0]
+    rms = float(((w * scale) ** 2).mean()) ** 0.5
+    assert abs(s["range_over_rms"] - 7 * scale / rms) < 1e-6  # 4 bits: range = 7 steps
 
 
 def test_scratch_run_picks_fp32_on_a_cpu_without_native_bfloat16():
