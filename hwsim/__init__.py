@@ -22,7 +22,7 @@ if (not _os.path.isdir(_os.path.join(__path__[0], "models"))
 
 # hwsim.api's functions re-exported lazily (sweep, energy, pareto are submodules' names)
 API = ("quantize", "regularizer", "after_step", "param_groups", "evaluate", "compare",
-       "precision", "accuracy", "layer_sensitivity", "ConfigError")
+       "precision", "accuracy", "layer_sensitivity", "layer_noise", "ConfigError")
 
 
 def __getattr__(name):

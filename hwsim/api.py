@@ -23,6 +23,7 @@ The functions that do not share a name with an hwsim submodule are also `hwsim.q
 from __future__ import annotations
 
 import hashlib
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -45,7 +46,8 @@ from .sweep import COLUMNS, REPORT_COLUMNS, sweep_points, voltage_grid
 from .workload import extract_layers
 
 __all__ = ["quantize", "regularizer", "after_step", "param_groups", "evaluate", "compare",
-           "accuracy", "energy", "sweep", "pareto", "layer_sensitivity", "ConfigError"]
+           "accuracy", "energy", "sweep", "pareto", "layer_sensitivity", "layer_noise",
+           "ConfigError"]
 
 
 # --------------------------------------------------------------------------- quantize, train
@@ -157,10 +159,34 @@ def layer_sensitivity(model: nn.Module, data, ber: float = 1e-2, realizations: i
                 accs.append(accuracy(model, (x, y)))
             finally:
                 layer.weight_override = None
-        rows.append({"layer": name, "weights": size, "bits": width, "ber": ber, "acc_mean": float(np.mean(accs)),
+        rows.append({"layer": name, "weights": size, "bits": width, "ber": ber,
+                     "acc_mean": float(np.mean(accs)),
                      "acc_std": float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0})
         start += size
     return pd.DataFrame(rows).sort_values("acc_mean", kind="stable").reset_index(drop=True)
+
+
+def layer_noise(model: nn.Module, ber: float = 1e-2) -> pd.DataFrame:
+    """Per quantized layer, in network order and without running the network: what bit errors
+    at rate `ber` do to its stored weights. A flip of bit j of a b-bit two's-complement
+    integer moves the weight by 2^j steps, so the expected squared error per weight is
+    ber * step^2 * (4^b - 1) / 3. Columns: weights, bits, ber, `nsr` (that error over the
+    stored weights' mean square: noise-to-signal), `range_over_rms` (the range over the stored
+    weights' RMS; nsr = ber * range_over_rms^2 * (4^b - 1) / (3 (2^(b-1) - 1)^2)) and
+    `range_over_std` (over the float weights' std, which also counts float weights beyond the
+    range that a quantizer clips only in its stored copy)."""
+    stored = StoredWeights(model)
+    rows = []
+    for name, layer, ints, scale in zip(stored.names, stored.layers,
+                                        torch.split(stored.ints, stored.sizes), stored.scales):
+        bits, step = layer.quantizer.bits, float(scale)
+        power = float((ints.double() * step).pow(2).mean())
+        a = step * layer.quantizer.q  # the range: q = 2^(b-1) - 1 steps
+        rows.append({"layer": name, "weights": ints.numel(), "bits": bits, "ber": ber,
+                     "nsr": ber * step ** 2 * (4 ** bits - 1) / 3 / power if power else math.inf,
+                     "range_over_rms": a / power ** 0.5 if power else math.inf,
+                     "range_over_std": a / float(layer.weight.detach().double().std())})
+    return pd.DataFrame(rows)
 
 
 # --------------------------------------------------------------------------- energy

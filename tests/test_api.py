@@ -201,6 +201,38 @@ def test_layer_sensitivity_flips_one_layer_at_a_time():
     assert (t.acc_mean < 0.95).all() and t.acc_std.gt(0).any()
 
 
+def test_layer_noise_matches_flipping_the_stored_bits():
+    """layer_noise's closed form (ber * step^2 * (4^b - 1) / 3 over the stored weights' mean
+    square) against flipping the stored integers' bits through hwsim's own fault code, per
+    layer of a mixed-width network; and its two range ratios from the weights directly."""
+    import numpy as np
+    from hwsim.models.evaluate import StoredWeights
+    from hwsim.models.faults import flip_positions, sample_flip_count, sample_positions
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+    hwsim.quantize(net, "wcat", bits=4, layer_bits={"3": 8})
+    ber, rng = 0.05, np.random.default_rng(0)
+    t = hwsim.layer_noise(net, ber)
+    assert t.layer.tolist() == ["1", "3"] and t.bits.tolist() == [4, 8]
+    stored = StoredWeights(net)
+    for row, ints, scale, layer in zip(t.itertuples(), torch.split(stored.ints, stored.sizes),
+                                       stored.scales, stored.layers):
+        n_bits, w = ints.numel() * row.bits, ints.double()
+        err = []
+        for _ in range(300):
+            pos = sample_positions(n_bits, sample_flip_count(n_bits, ber, rng), rng)
+            err.append(float(((flip_positions(ints, row.bits, pos).double() - w) ** 2).mean()))
+        assert row.nsr == pytest.approx(np.mean(err) / float((w ** 2).mean()), rel=0.05)
+        q = 2 ** (row.bits - 1) - 1
+        assert row.range_over_rms == pytest.approx(q / float((w ** 2).mean()) ** 0.5)
+        # WCAT starts at max|W|: the range over the std is max|W| / std(W)
+        weight = layer.weight.detach().double()
+        assert row.range_over_std == pytest.approx(float(weight.abs().max() / weight.std()))
+        # the docstring's identity: at 4 bits 85/49 = 1.73 ber per (range/RMS)^2, at 8 1.35
+        assert row.nsr == pytest.approx(
+            ber * row.range_over_rms ** 2 * (4 ** row.bits - 1) / (3 * q ** 2))
+
+
 def test_pareto_accepts_a_hand_made_csv(capsys, tmp_path):
     csv = tmp_path / "mine.csv"
     csv.write_text("label,voltage,ber,acc_clean,acc_mean,acc_ci95,energy_uJ\n"

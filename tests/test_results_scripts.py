@@ -78,40 +78,6 @@ def test_budget_table_final_and_running_rows_and_seconds_per_precision(tmp_path,
         "| float (paper) | 300 | 300 | 92.60 | | |"]
 
 
-def _sensitivity():
-    return _script("sensitivity", ROOT / "studies/results/resnet20_cifar10/sensitivity")
-
-
-def test_sensitivity_noise_to_signal_matches_flipping_the_stored_bits():
-    """layer_stats' closed form (BER * step^2 * (4^b - 1) / 3 over the stored weights' mean
-    square) against flipping the stored integers' bits through hwsim's own fault code."""
-    import numpy as np
-    import torch
-    from hwsim import api as hw
-    from hwsim.models.evaluate import StoredWeights
-    from hwsim.models.faults import flip_positions, sample_flip_count, sample_positions
-    torch.manual_seed(0)
-    net = hw.quantize(torch.nn.Sequential(torch.nn.Linear(64, 32)), "wcat", bits=4)
-    ber = 0.05
-    stats = _sensitivity().layer_stats(net, ber)
-    (name, s), = stats.items()
-    assert s["weights"] == 64 * 32 and s["bits"] == 4
-    stored, rng = StoredWeights(net), np.random.default_rng(0)
-    w = stored.ints.double()
-    err = []
-    for _ in range(300):
-        pos = sample_positions(stored.n_bits, sample_flip_count(stored.n_bits, ber, rng), rng)
-        err.append(float(((flip_positions(stored.ints, 4, pos).double() - w) ** 2).mean()))
-    empirical = np.mean(err) / float((w ** 2).mean())
-    assert abs(s["nsr"] / empirical - 1) < 0.03, (s["nsr"], empirical)
-    # WCAT starts at max|W|: the range over the std is max|W| / std(W) (~1.7 for U(-k, k))
-    weight = net[0].weight.detach().double()
-    assert abs(s["range_over_std"] - float(weight.abs().max() / weight.std())) < 1e-6
-    scale = stored.scales[0]
-    rms = float(((w * scale) ** 2).mean()) ** 0.5
-    assert abs(s["range_over_rms"] - 7 * scale / rms) < 1e-6  # 4 bits: range = 7 steps
-
-
 def test_scratch_run_picks_fp32_on_a_cpu_without_native_bfloat16():
     """run.sh's default precision: bf16 where the CPU has it (PYTHON's check exits 0), fp32
     with a note where it does not (emulated bf16 was 11x slower); PRECISION and a GPU win."""

@@ -2,12 +2,11 @@
 ResNet-20 study (default: PLClip+BFN and WCAT+BFN, 4-bit): the accuracy when only that
 layer's stored bits flip at rate BER (hwsim.api.layer_sensitivity: the same flipped bit
 positions for both checkpoints, since their layers have the same sizes and widths), and the
-layer's noise-to-signal ratio under those flips, computed from its stored integers: a flip of
-bit j of a b-bit two's-complement integer moves the weight by 2^j steps, so the expected
-squared error per weight is BER * step^2 * (4^b - 1) / 3, over the mean square of the
-quantized weights. Also how tight the range sits: over the RMS of the stored weights (what
-the NSR follows) and over the std of the float weights (which WCAT keeps unclamped: its
-outliers beyond the range inflate that std).
+layer's noise-to-signal ratio under those flips, computed from its stored integers
+(hwsim.api.layer_noise: expected flip error power, BER * step^2 * (4^b - 1) / 3, over the
+stored weights' mean square), and how tight the range sits: over the RMS of the stored
+weights (what the NSR follows) and over the std of the float weights (which WCAT keeps
+unclamped: its outliers beyond the range inflate that std).
 
     .venv/bin/python studies/results/resnet20_cifar10/sensitivity/sensitivity.py \
         [--methods plclip_bfn,wcat_bfn] [--ber 0.01] [--realizations 5] [--seed 0] \
@@ -37,27 +36,6 @@ CHECKPOINTS = HERE.parent / "checkpoints"
 DATA = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
 
 
-def layer_stats(model, ber: float) -> dict[str, dict]:
-    """Per quantized layer: weights, bits, range/std of the float weights, and the
-    noise-to-signal ratio of the stored weights under flips at `ber`, and the range over the
-    RMS of the stored weights and over the std of the float weights."""
-    stored = StoredWeights(model)
-    out = {}
-    for name, layer, ints, scale, bits in zip(stored.names, stored.layers,
-                                              torch.split(stored.ints, stored.sizes),
-                                              stored.scales, stored.layer_bits):
-        step = float(torch.as_tensor(scale).max())  # one range per layer
-        w_q = ints.double() * step
-        flip_mse = ber * step ** 2 * (4 ** bits - 1) / 3
-        a = step * layer.quantizer.q  # the range: q = 2^(b-1) - 1 steps
-        power = float((w_q ** 2).mean())
-        out[name] = {"weights": ints.numel(), "bits": bits,
-                     "range_over_rms": a / power ** 0.5,
-                     "range_over_std": a / float(layer.weight.detach().double().std()),
-                     "nsr": flip_mse / power}
-    return out
-
-
 def measure(methods: list[str], ber: float, realizations: int, seed: int) -> dict:
     _, test = load_dataset("cifar10", str(DATA))
     result = {"settings": {"methods": methods, "ber": ber, "realizations": realizations,
@@ -73,11 +51,12 @@ def measure(methods: list[str], ber: float, realizations: int, seed: int) -> dic
 
 
 def with_stats(result: dict) -> dict:
-    """`result` with every layer's layer_stats (from the checkpoints: cheap) merged in."""
+    """`result` with every layer's hwsim.api.layer_noise (from the checkpoints: cheap)."""
     for m, entry in result["methods"].items():
         model, _ = load_checkpoint(CHECKPOINTS / f"{m}.pt")
-        stats = layer_stats(model, result["settings"]["ber"])
-        entry["layers"] = {name: {**stats[name], **entry["layers"][name]} for name in stats}
+        stats = hw.layer_noise(model, result["settings"]["ber"]).set_index("layer")
+        entry["layers"] = {name: {**stats.loc[name].to_dict(), **entry["layers"][name]}
+                           for name in stats.index}
     return result
 
 
