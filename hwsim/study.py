@@ -29,7 +29,7 @@ from .study_spec import Method, Reference, Study
 from .scenario import component_points
 from .sweep import energy_sidecar, read_rows, sweep, voltage_grid
 
-REPORT_VERSION = "10"  # bump when the report/summary layout changes: finished studies redo it
+REPORT_VERSION = "11"  # bump when the report/summary layout changes: finished studies redo it
 
 
 def _slug(name: str) -> str:
@@ -272,7 +272,7 @@ def _run_study(study: Study, progress, log, only, executor) -> pd.DataFrame | No
                              extra_figs=study_chip_figures(study, results, df),
                              components=component_points(study, df, energy))
         write_text_atomic(out / "frontier.csv", front.to_csv(index=False))
-        write_text_atomic(out / "summary.md", _summary_md(study, table, dataset, attacks)
+        write_text_atomic(out / "summary.md", _summary_md(study, table, dataset, attacks, df)
                           + study_chips_md(study, results, df))
         write_text_atomic(stamp, digest + "\n")
     return table
@@ -303,7 +303,7 @@ def _bfn_md(study: Study, attacks: dict | None) -> str:
 
 
 def _summary_md(study: Study, table: pd.DataFrame, dataset: str,
-                attacks: dict | None = None) -> str:
+                attacks: dict | None = None, rows: pd.DataFrame | None = None) -> str:
     cmd = "hwsim study " + shlex.quote(str(study.file))
     return f"""# Study `{study.name}`
 
@@ -311,6 +311,7 @@ def _summary_md(study: Study, table: pd.DataFrame, dataset: str,
 - Data: {dataset}; network: {study.network}; arch: `{study.arch}`
 - Voltages: {study.voltages.min}-{study.voltages.max} V, step {study.voltages.step};
   {_evaluation_line(study)}
+- Computed on: {_computed_line(rows)}
 - Training: {_training_line(study)}
 - BFA: {_bfa_line(study)}
 - Versions: {_versions()}
@@ -339,6 +340,20 @@ def _scenario_note(study: Study) -> str:
                      f"voltage ({files}; hwsim optimize-voltages): its V_min is the lowest "
                      "layer voltage")
     return "".join(notes)
+
+
+def _computed_line(rows: pd.DataFrame | None) -> str:
+    """Where the voltage points were evaluated and in what (results.csv's RUN_COLUMNS)."""
+    from .sweep import RUN_COLUMNS, recorded_values
+    parts = []
+    for col in RUN_COLUMNS:
+        values = recorded_values(rows[col]) if rows is not None and col in rows else []
+        if values:
+            parts.append(f"{col} {', '.join(values)}"
+                         + (f" (per point: results.csv's {col} column)" if len(values) > 1
+                            else ""))
+    return "; ".join(parts) + " (the voltage points; training precision: each checkpoint's " \
+        "log)" if parts else "not recorded (points computed before hwsim recorded it)"
 
 
 def _evaluation_line(study: Study) -> str:

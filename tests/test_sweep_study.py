@@ -166,6 +166,8 @@ def test_study_runs_then_rerun_does_no_work(no_mapper, tmp_path, monkeypatch):
     assert re.search(r"\| +method \| +clean acc % \|", summary)
     assert "- Training: 3 epochs per method, batch 64, SGD lr 0.05 (cosine)" in summary
     assert "- BFA: not run\n" in summary
+    assert "- Computed on: device cpu; precision fp32 (the voltage points; training " \
+           "precision: each checkpoint's log)\n" in summary
     assert "Published figures for comparison (a paper, Table 1)" in summary
     assert re.search(r"\| +wcat\+bfn \| +91\.88 \| +88\.62 \| +90\.2 \| +\|", summary)
     stamp = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
@@ -439,3 +441,13 @@ def test_note_mixed_labels_names_each_label_and_column_that_differs(capsys):
                    "(column precision)"]
     sw.note_mixed_labels(rows.drop(columns=["device", "precision"]), "r.csv")  # older files
     assert capsys.readouterr().err == ""
+
+
+def test_summary_computed_line_names_mixed_and_unrecorded_runs():
+    from hwsim.study import _computed_line
+    rows = pd.DataFrame({"device": ["cpu", "cuda", None], "precision": ["fp32", "fp32", None]})
+    assert _computed_line(rows).startswith(
+        "device cpu, cuda (per point: results.csv's device column); precision fp32 (the ")
+    assert _computed_line(rows.iloc[2:]) == \
+        "not recorded (points computed before hwsim recorded it)"
+    assert _computed_line(rows.drop(columns=["device", "precision"])) == _computed_line(None)
