@@ -138,16 +138,21 @@ def precision(name: str):
 
 
 def layer_sensitivity(model: nn.Module, data, ber: float = 1e-2, realizations: int = 10,
-                      seed: int = 0) -> pd.DataFrame:
+                      seed: int = 0, progress: bool = False) -> pd.DataFrame:
     """Per quantized layer: accuracy when only that layer's stored bits flip at rate `ber`
-    (mean and std over `realizations`), with its weight count; the most sensitive first."""
+    (mean and std over `realizations`), with its weight count; the most sensitive first.
+    progress: a bar over the layers on stderr."""
+    import sys
+
     import numpy as np
+    from tqdm import tqdm
     x, y = as_tensors(data)
     model.eval()
     stored = StoredWeights(model)
     rows, start = [], 0
-    for (name, layer), size, shape, scale in zip(quant_layers(model), stored.sizes,
-                                                 stored.shapes, stored.scales):
+    layers = tqdm(list(zip(quant_layers(model), stored.sizes, stored.shapes, stored.scales)),
+                  desc="layer sensitivity", unit="layer", disable=not progress, file=sys.stderr)
+    for (name, layer), size, shape, scale in layers:
         rng, accs = np.random.default_rng(seed), []
         width = layer.quantizer.bits
         ints, n_bits = stored.ints[start:start + size], size * width

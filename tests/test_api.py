@@ -186,7 +186,7 @@ def test_training_hooks_in_a_users_loop():
     assert float(clip[0].weight.detach().abs().max()) == pytest.approx(0.1)
 
 
-def test_layer_sensitivity_flips_one_layer_at_a_time():
+def test_layer_sensitivity_flips_one_layer_at_a_time(capsys):
     torch.manual_seed(0)
     net = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
     hwsim.quantize(net, "normal", bits=4)
@@ -195,10 +195,13 @@ def test_layer_sensitivity_flips_one_layer_at_a_time():
     clean = hwsim.accuracy(net, (x, y))
     assert clean == 1.0
     t = hwsim.layer_sensitivity(net, (x, y), ber=0.0, realizations=2)
+    assert capsys.readouterr().err == ""  # no bar unless asked
     assert sorted(t.layer) == ["1", "3"] and sorted(t.weights) == [320, 2048]
     assert t.acc_mean.tolist() == pytest.approx([clean, clean])
-    t = hwsim.layer_sensitivity(net, (x, y), ber=0.3, realizations=3)
+    t = hwsim.layer_sensitivity(net, (x, y), ber=0.3, realizations=3, progress=True)
     assert (t.acc_mean < 0.95).all() and t.acc_std.gt(0).any()
+    err = capsys.readouterr().err
+    assert "layer sensitivity: 100%" in err and "2/2" in err
 
 
 def test_layer_noise_matches_flipping_the_stored_bits():

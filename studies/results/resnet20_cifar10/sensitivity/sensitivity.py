@@ -43,7 +43,8 @@ def measure(methods: list[str], ber: float, realizations: int, seed: int) -> dic
     for m in methods:
         model, _ = load_checkpoint(CHECKPOINTS / f"{m}.pt")
         print(f"{m}: {len(StoredWeights(model).names)} layers", file=sys.stderr, flush=True)
-        sens = hw.layer_sensitivity(model, test, ber=ber, realizations=realizations, seed=seed)
+        sens = hw.layer_sensitivity(model, test, ber=ber, realizations=realizations, seed=seed,
+                                    progress=True)
         layers = {r["layer"]: {"acc_mean": r["acc_mean"], "acc_std": r["acc_std"]}
                   for r in sens.to_dict("records")}
         result["methods"][m] = {"clean": hw.accuracy(model, test), "layers": layers}
