@@ -231,17 +231,22 @@ class WCATQuantizer(Quantizer):
       'ste' = 1 everywhere (clipped weights too: WCAT's Sec. 3.3 choice), 'pwl' = 1 on
       [-a, a] and 0 outside, 'mad' = 1 on [-a, a] and a/|w| outside (Prop. 4.3: clipping is
       the attenuation alpha*w with alpha = a/|w|, differentiated with alpha held constant).
-      The range gradient is eq. (5) for all three (d(alpha*w)/da = sign(w) for clipped w)."""
+      The range gradient is eq. (5) for all three (d(alpha*w)/da = sign(w) for clipped w).
+    - clamp_weights: True clamps the float weights into [-a_l, a_l] after every optimizer step,
+      as PLClip does (WCAT itself clips only the stored copy). Not one of the paper's
+      options: the probe of studies/results/resnet20_cifar10/sensitivity/ (does the in-place
+      clamp make PLClip's stored weights fill their range, and so its flips cheaper?)."""
 
     INITS = ("max", "mse", "ber_mse")
     GRAD_SCALES = ("inv_sqrt_n", "1")
     ESTIMATORS = ("ste", "pwl", "mad")
     # options added after checkpoints existed, with the value those checkpoints trained with:
     # a recipe that states one of these drops it (canonical_params), so it reads as before
-    LATER_DEFAULTS = {"grad_scale": "inv_sqrt_n", "estimator": "ste"}
+    LATER_DEFAULTS = {"grad_scale": "inv_sqrt_n", "estimator": "ste", "clamp_weights": False}
 
     def __init__(self, bits: int = 4, weight_decay_a: float = 0.01, init: str = "max",
-                 init_ber: float = 0.01, grad_scale="inv_sqrt_n", estimator: str = "ste"):
+                 init_ber: float = 0.01, grad_scale="inv_sqrt_n", estimator: str = "ste",
+                 clamp_weights: bool = False):
         super().__init__(bits)
         if init not in self.INITS:
             raise ConfigError(f"wcat init={init!r}; valid: {', '.join(self.INITS)}")
@@ -254,8 +259,10 @@ class WCATQuantizer(Quantizer):
         if estimator not in self.ESTIMATORS:
             raise ConfigError(f"wcat estimator={estimator!r}; valid: "
                               f"{', '.join(self.ESTIMATORS)}")
+        if not isinstance(clamp_weights, bool):
+            raise ConfigError(f"wcat clamp_weights={clamp_weights!r}: must be true or false")
         self.lam, self.init, self.init_ber = float(weight_decay_a), init, float(init_ber)
-        self.grad_scale, self.estimator = gs, estimator
+        self.grad_scale, self.estimator, self.clamp_weights = gs, estimator, clamp_weights
         self.a = nn.Parameter(torch.tensor(1.0))
 
     def init_from(self, w):
@@ -276,9 +283,19 @@ class WCATQuantizer(Quantizer):
     def penalty(self):
         return 0.5 * self.lam * self.a ** 2
 
+    @classmethod
+    def post_step(cls, layers):
+        with torch.no_grad():
+            for layer in layers:
+                q = layer.quantizer
+                if isinstance(q, cls) and q.clamp_weights:
+                    a = q.a.detach().clamp_min(1e-12)  # as integers() stores it
+                    layer.weight.clamp_(-a, a)
+
     def extra_repr(self):
         return (f"bits={self.bits}, lambda={self.lam}, init={self.init}, "
-                f"grad_scale={self.grad_scale}, estimator={self.estimator}")
+                f"grad_scale={self.grad_scale}, estimator={self.estimator}"
+                + (", clamp_weights=True" if self.clamp_weights else ""))
 
 
 def _grad_scale_name(v) -> str | None:

@@ -72,6 +72,32 @@ def test_bad_options_are_clean_errors():
         create_quantizer("wcat", estimator="sgd")
     with pytest.raises(ConfigError, match="weight_decay_a"):
         create_quantizer("wcat", weight_decay_a=-1)
+    with pytest.raises(ConfigError, match=r"clamp_weights='yes': must be true or false"):
+        create_quantizer("wcat", clamp_weights="yes")
+
+
+def test_clamp_weights_clamps_the_float_weights_into_the_range_after_a_step():
+    """clamp_weights: after_step puts every float weight inside [-a, a] (PLClip's in-place
+    clamp); without it WCAT leaves the float weights beyond the range alone."""
+    from hwsim import api as hw
+    for clamp in (False, True):
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 3))
+        hw.quantize(net, "wcat", bits=4, clamp_weights=clamp)
+        with torch.no_grad():
+            for _, m in quant_layers(net):
+                m.quantizer.a.mul_(0.5)  # half of max|W|: a quarter of the weights beyond it
+        w0 = [m.weight.detach().clone() for _, m in quant_layers(net)]
+        hw.after_step(net)
+        for (_, m), w in zip(quant_layers(net), w0):
+            a = float(m.quantizer.a)
+            if clamp:
+                assert float(m.weight.abs().max()) == pytest.approx(a)
+                assert torch.equal(m.weight, w.clamp(-a, a))
+            else:
+                assert torch.equal(m.weight, w) and float(w.abs().max()) > 1.5 * a
+    assert "clamp_weights=True" in repr(net[0].quantizer)
+    assert canonical_params("wcat", {"clamp_weights": False}) == {}
 
 
 def test_options_reach_every_layer():
