@@ -94,3 +94,20 @@ def test_scratch_run_picks_fp32_on_a_cpu_without_native_bfloat16():
     out, err = run(PYTHON="false", DEVICE="cuda")
     assert "--device cuda" in out and "--precision bf16" in out and "--compile" not in out
     assert err == ""
+
+
+SENSITIVITY = ROOT / "studies/results/resnet20_cifar10/sensitivity"
+
+
+def test_sensitivity_tables_are_what_their_scripts_make_of_the_committed_results():
+    """table.md from the committed JSON (sensitivity.py's table), clamp.md from the paired
+    JSONs and the three checkpoints (clamp_table.py): no hand edits, no drift."""
+    doc = json.loads((SENSITIVITY / "sensitivity.plclip_bfn-vs-wcat_bfn.json").read_text())
+    table = _script("sensitivity", SENSITIVITY).table(doc)
+    assert table == (SENSITIVITY / "table.md").read_text().rstrip("\n")
+    assert "| sum over layers (± 1 SE) | | | | | | | | 0.52 ± 0.32 | 4.21 ± 0.34 | +3.69 |" \
+        in table
+    clamp = _script("clamp_table", SENSITIVITY).main()
+    assert clamp == (SENSITIVITY / "clamp.md").read_text().rstrip("\n")
+    assert "| wcat+bfn | 87.02 / 86.48 | 81.82 ± 1.70 | 82.64 ± 1.66 | +0.82 ± 0.53 | 0.009 |" \
+        in clamp
