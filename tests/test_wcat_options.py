@@ -160,7 +160,8 @@ def test_ablation_studies_parse_and_resnet_reuses_the_matching_checkpoint():
             {"max", "mse", "ber_mse"}
     # resnet20_ablation's gsinv-l0.01 states the new options' defaults explicitly and reuses
     # resnet20_cifar10's wcat+bfn checkpoint: the recipes must be the same
-    m = next(m for m in study.methods if m.name == "gsinv-l0.01")
-    ck = read_checkpoint(ROOT / m.checkpoint)
-    recipe = train_config(study, m).recipe()
-    assert recipe == ck["config"]["train"]
+    # and its clamp row reuses clamp.sh's checkpoint (hwsim train flags = the study's recipe)
+    for name in ("gsinv-l0.01", "clamp"):
+        m = next(m for m in study.methods if m.name == name)
+        ck = read_checkpoint(ROOT / m.checkpoint)
+        assert train_config(study, m).recipe() == ck["config"]["train"], name
