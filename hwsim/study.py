@@ -27,7 +27,7 @@ from .files import file_sha256, read_json, stale_outputs, update_json, write_tex
 from .pareto import TABLE_COLUMNS, lowest_energy_within, readable_table
 from .study_spec import Method, Reference, Study
 from .scenario import component_points
-from .sweep import energy_sidecar, read_rows, sweep, voltage_grid
+from .sweep import RUN_COLUMNS, energy_sidecar, read_rows, recorded_values, sweep, voltage_grid
 
 REPORT_VERSION = "11"  # bump when the report/summary layout changes: finished studies redo it
 
@@ -344,7 +344,6 @@ def _scenario_note(study: Study) -> str:
 
 def _computed_line(rows: pd.DataFrame | None) -> str:
     """Where the voltage points were evaluated and in what (results.csv's RUN_COLUMNS)."""
-    from .sweep import RUN_COLUMNS, recorded_values
     parts = []
     for col in RUN_COLUMNS:
         values = recorded_values(rows[col]) if rows is not None and col in rows else []

@@ -11,6 +11,7 @@ the CPU's from the same seed, the same distribution.
 from __future__ import annotations
 
 import contextlib
+import functools
 import sys
 
 import torch
@@ -101,6 +102,7 @@ def autocast(device, dtype: torch.dtype | None):
     return torch.autocast(kind, dtype=dtype, enabled=dtype is not None)
 
 
+@functools.cache  # the hardware does not change: one check per process, not one per step
 def cpu_bf16_native() -> bool:
     """Whether this CPU computes bfloat16 natively (oneDNN's check; True when unknown)."""
     check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
