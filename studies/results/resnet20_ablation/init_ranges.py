@@ -1,8 +1,9 @@
 """Per-layer WCAT ranges of ResNet-20 (issue 21 item 2, Table 2): where each init starts, from
 the float baseline the study fine-tunes (max|W|; eq. 9's clean-MSE range; eq. 10's expected MSE
 under 1% bit errors, `init: ber_mse`), and where the epochs of WCAT+BFN fine-tuning took them:
-4-bit rows gsinv-l0.01 (max init) and init4-ber_mse, 8-bit rows init8-* of
-studies/resnet20_ablation.yaml, each table for one width, rows whose checkpoint exists. Reads
+4-bit rows gsinv-l0.01 (max init) and init4-ber_mse, Table 1's other rows gs1-l*/gsinv-l*
+(max init, other grad scale or lambda), 8-bit rows init8-* of studies/resnet20_ablation.yaml,
+each table for one width, rows whose checkpoint exists. Reads
 the checkpoints only. Usage: python init_ranges.py > init_ranges.md"""
 from __future__ import annotations
 
@@ -21,8 +22,9 @@ FLOAT = ROOT / "studies/results/resnet20_cifar10/checkpoints/float.pt"
 CKS = Path(__file__).resolve().parent / "checkpoints"
 TRAINED = {"gsinv-l0.01 (max init)":
            ROOT / "studies/results/resnet20_cifar10/checkpoints/wcat_bfn.pt",
-           **{n: CKS / f"{n}.pt" for n in ("init4-ber_mse", "init8-max", "init8-mse",
-                                           "init8-ber_mse")}}
+           **{n: CKS / f"{n}.pt" for n in ("init4-ber_mse", "gs1-l0.0005", "gs1-l0.001",
+                                           "gs1-l0.01", "gsinv-l0.0005", "gsinv-l0.001",
+                                           "init8-max", "init8-mse", "init8-ber_mse")}}
 
 
 def main() -> None:

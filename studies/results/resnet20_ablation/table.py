@@ -6,7 +6,9 @@ lowest-energy swept voltage whose mean stays within 1 point of clean), the preci
 fixed-BER points were computed in (`-`: not recorded, rows run before it was), and from each
 row's checkpoint (hwsim.api.layer_noise) the median over layers of the range over the stored
 weights' RMS and the weight-weighted noise-to-signal ratio of BER 1%. Reads result files and
-checkpoints only. Usage: python table.py > table.md"""
+checkpoints only. Then Table 1's layout: the rows gs{1,inv}-l{lambda} as a grid of grad scale x
+lambda, accuracy at BER 1% (clean in brackets), `-` where a row is not run yet.
+Usage: python table.py > table.md"""
 from __future__ import annotations
 
 import json
@@ -25,6 +27,8 @@ from hwsim.sweep import read_rows  # noqa: E402
 PAPER = ("| *paper, ResNet-20 WCAT 4-bit (Table 1)* | | *91.88* | *91.69* | *88.62* | *3.26* "
          "| | | | |")
 STUDY = HERE.parents[1] / "resnet20_ablation.yaml"
+LAMBDAS = ("0.0005", "0.001", "0.01")
+SCALES = {"gs1": "1", "gsinv": "1/√N"}
 
 
 def fmt(p: dict) -> str:
@@ -41,7 +45,7 @@ def noise(path: Path) -> str:
 def main() -> None:
     at_ber = json.loads((HERE / "at_ber.json").read_text())
     study = load_study(STUDY)
-    paths = {m.name: checkpoint_path(study, m) for m in study.methods}
+    paths = {m.name: HERE.parents[2] / checkpoint_path(study, m) for m in study.methods}
     sweep = read_rows(HERE / "results.csv")
     bits = sweep.groupby("label")["bits"].first()
     v_min = lowest_energy_within(sweep).set_index("method")["v_min_V"]  # the reports' V_min
@@ -55,6 +59,22 @@ def main() -> None:
               f"{f'{v_min[name]:.2f}' if name in v_min else '-'} | {hi.get('precision') or '-'} | "
               f"{noise(paths[name])} |")
     print(PAPER)
+    print()
+    print(grid(at_ber))
+
+
+def grid(at_ber: dict) -> str:
+    """Table 1's layout: grad scale x lambda, accuracy at BER 1% (clean) of rows gs*-l*."""
+    lines = ["| grad scale | " + " | ".join(f"λ {lam}" for lam in LAMBDAS) + " |",
+             "|---|" + "---|" * len(LAMBDAS)]
+    for prefix, label in SCALES.items():
+        cells = []
+        for lam in LAMBDAS:
+            hi = at_ber.get(f"{prefix}-l{lam}", {}).get("0.01")
+            cells.append(f"{100 * hi['mean']:.2f} ± {100 * hi['ci95']:.2f} "
+                         f"({100 * hi['clean']:.2f})" if hi else "-")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
