@@ -17,7 +17,8 @@ FORMAT = 1
 
 def build_model(config: dict) -> nn.Module:
     """The (untrained) network a config describes: registry network or user model (its
-    `source`), then its quantizer."""
+    `source`), then its quantizer, its ranges not initialised (the caller loads a state dict:
+    its ranges replace them)."""
     m = config["model"]
     if m.get("source"):  # a user model (file.py:factory, torchvision:, timm:): models/usercode.py
         from .usercode import build_user_model
@@ -28,7 +29,8 @@ def build_model(config: dict) -> nn.Module:
     q = config.get("quantizer")
     if q:
         quantize_model(model, q["name"], q["bits"], q.get("bfn_rate", 0.0),
-                       layer_bits=q.get("layer_bits"), **q.get("params", {}))
+                       layer_bits=q.get("layer_bits"), init_ranges=False,
+                       **q.get("params", {}))
     return model
 
 

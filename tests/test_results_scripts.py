@@ -111,3 +111,19 @@ def test_sensitivity_tables_are_what_their_scripts_make_of_the_committed_results
     assert clamp == (SENSITIVITY / "clamp.md").read_text().rstrip("\n")
     assert "| wcat+bfn | 87.02 / 86.48 | 81.82 ± 1.70 | 82.64 ± 1.66 | +0.82 ± 0.53 | 0.009 |" \
         in clamp
+
+
+def test_ablation_table_is_what_its_script_makes_of_the_committed_results(capsys):
+    """resnet20_ablation/table.md from at_ber.json, results.csv and the rows' checkpoints, with
+    Table 1's grid (grad scale x lambda, BER 1% ± CI (clean)); a row not run reads '-'."""
+    here = ROOT / "studies/results/resnet20_ablation"
+    mod = _script("table", here)
+    mod.main()
+    out = capsys.readouterr().out
+    assert out.rstrip("\n") == (here / "table.md").read_text().rstrip("\n")
+    assert "| 1/√N | - | 59.20 ± 4.10 (87.30) | 81.24 ± 0.89 (87.02) |" in out
+    assert "| gs1-l0.01 | 4 | 87.04 | 85.92 ± 0.35 (10) | 64.52 ± 6.92 (20) (±3.24) | 22.52 " \
+        "| 0.46 | fp32 | 3.60 | 0.255 |" in out
+    one = {"gs1-l0.0005": {"0.01": {"mean": 0.5, "ci95": 0.01, "clean": 0.9}}}
+    assert mod.grid(one).splitlines()[2:] == ["| 1 | 50.00 ± 1.00 (90.00) | - | - |",
+                                              "| 1/√N | - | - | - |"]

@@ -165,3 +165,22 @@ def test_ablation_studies_parse_and_resnet_reuses_the_matching_checkpoint():
         m = next(m for m in study.methods if m.name == name)
         ck = read_checkpoint(ROOT / m.checkpoint)
         assert train_config(study, m).recipe() == ck["config"]["train"], name
+
+
+def test_loading_a_ber_mse_checkpoint_skips_the_init_its_state_replaces(monkeypatch):
+    """load_checkpoint builds the quantized network without eq. 10's range search (16 s for
+    the 8-bit ResNet-20 here, then overwritten): the ranges are the checkpoint's own."""
+    import hwsim.models.quant as quant
+
+    def refuse(*a, **k):
+        raise AssertionError("best_range called while loading a checkpoint")
+    monkeypatch.setattr(quant, "best_range", refuse)
+    path = ROOT / "studies/results/resnet20_ablation/checkpoints/init8-ber_mse.pt"
+    ck = read_checkpoint(path)
+    assert ck["config"]["quantizer"]["params"]["init"] == "ber_mse"
+    model, _ = load_checkpoint(path)
+    for name, layer in quant_layers(model):
+        assert float(layer.quantizer.a) == float(ck["model_state"][f"{name}.quantizer.a"])
+    # quantizing a network for training still initialises the ranges (here: max|W|)
+    net = quantize_model(nn.Sequential(nn.Linear(4, 3)), "wcat", 4)
+    assert float(quant_layers(net)[0][1].quantizer.a) == float(net[0].weight.abs().max())
