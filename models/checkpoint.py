@@ -10,7 +10,7 @@ import torch.nn as nn
 
 from .errors import ConfigError
 from .networks import create_model
-from .quant import quantize_model
+from .quant import quantize_layers
 
 FORMAT = 1
 
@@ -28,9 +28,8 @@ def build_model(config: dict) -> nn.Module:
                              in_channels=m.get("in_channels"))
     q = config.get("quantizer")
     if q:
-        quantize_model(model, q["name"], q["bits"], q.get("bfn_rate", 0.0),
-                       layer_bits=q.get("layer_bits"), init_ranges=False,
-                       **q.get("params", {}))
+        quantize_layers(model, q["name"], q["bits"], q.get("bfn_rate", 0.0),
+                        q.get("layer_bits"), q.get("params", {}), init=False)
     return model
 
 

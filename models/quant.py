@@ -452,12 +452,18 @@ def resolve_layer_bits(model: nn.Module, bits, layer_bits=None) -> dict[str, int
 
 
 def quantize_model(model: nn.Module, quantizer: str, bits=4, bfn_rate: float = 0.0,
-                   layer_bits: dict | None = None, init_ranges: bool = True,
-                   **params) -> nn.Module:
+                   layer_bits: dict | None = None, **params) -> nn.Module:
     """Replace every Conv2d/Linear (in place) by its quantized twin, one range per layer;
-    per-layer widths through `bits`/`layer_bits` (resolve_layer_bits). init_ranges=False
-    skips each quantizer's init from the weights (ranges stay placeholders): for a model whose
-    state dict is loaded next, where eq. 10's init would cost seconds per layer for nothing."""
+    per-layer widths through `bits`/`layer_bits` (resolve_layer_bits)."""
+    return quantize_layers(model, quantizer, bits, bfn_rate, layer_bits, params)
+
+
+def quantize_layers(model: nn.Module, quantizer: str, bits, bfn_rate: float,
+                    layer_bits: dict | None, params: dict, init: bool = True) -> nn.Module:
+    """quantize_model with the quantizer's params as one dict (so no param name can collide
+    with `init`); init=False skips each quantizer's init from the weights, leaving
+    placeholder ranges: for a model whose state dict is loaded next (build_model), where eq.
+    10's init would cost seconds per layer for nothing."""
     if not 0 <= bfn_rate <= 0.5:
         raise ConfigError(f"bfn_rate={bfn_rate!r}: must be in [0, 0.5]")
     check_supported(model)
@@ -467,7 +473,7 @@ def quantize_model(model: nn.Module, quantizer: str, bits=4, bfn_rate: float = 0
     for full, child in [(n, m) for n, m in model.named_modules() if n in widths]:
         parent = model.get_submodule(full.rpartition(".")[0])
         q = create_quantizer(quantizer, widths[full], **params)
-        if init_ranges:
+        if init:
             q.init_from(child.weight.detach())
         setattr(parent, full.rpartition(".")[2], _make_quant(child, q, bfn_rate))
     post_step(model)

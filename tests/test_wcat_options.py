@@ -184,3 +184,11 @@ def test_loading_a_ber_mse_checkpoint_skips_the_init_its_state_replaces(monkeypa
     # quantizing a network for training still initialises the ranges (here: max|W|)
     net = quantize_model(nn.Sequential(nn.Linear(4, 3)), "wcat", 4)
     assert float(quant_layers(net)[0][1].quantizer.a) == float(net[0].weight.abs().max())
+
+
+def test_an_unknown_quantizer_param_is_still_refused_by_name():
+    """The checkpoint loader's no-init path takes its flag outside the params: a recipe's
+    params named like it are refused as unknown, not taken as the flag."""
+    for name in ("init", "init_ranges"):
+        with pytest.raises(ConfigError, match="bad parameter"):
+            quantize_model(nn.Sequential(nn.Linear(4, 3)), "normal", 4, **{name: False})
