@@ -1,10 +1,11 @@
 """Per-layer WCAT ranges of ResNet-20 (issue 21 item 2, Table 2): where each init starts, from
 the float baseline the study fine-tunes (max|W|; eq. 9's clean-MSE range; eq. 10's expected MSE
 under 1% bit errors, `init: ber_mse`), and where the epochs of WCAT+BFN fine-tuning took them:
-4-bit rows gsinv-l0.01 (max init) and init4-ber_mse, Table 1's other rows gs1-l*/gsinv-l*
-(max init, other grad scale or lambda), 8-bit rows init8-* of studies/resnet20_ablation.yaml,
-each table for one width, rows whose checkpoint exists. Reads
-the checkpoints only. Usage: python init_ranges.py > init_ranges.md"""
+each row of studies/resnet20_ablation.yaml whose checkpoint exists, in the study's order, named
+with its init (row gsinv-l0.01 is the main study's max-init WCAT+BFN, init4-ber_mse the same
+with eq. 10's init, Table 1's other rows gs1-l*/gsinv-l* another grad scale or lambda, init8-*
+the 8-bit rows), one table per width. Reads the study file and the checkpoints only.
+Usage: python init_ranges.py > init_ranges.md"""
 from __future__ import annotations
 
 import sys
@@ -17,21 +18,25 @@ ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT))
 from hwsim.models.checkpoint import read_checkpoint  # noqa: E402
 from hwsim.models.quant import best_range  # noqa: E402
+from hwsim.study import checkpoint_path  # noqa: E402
+from hwsim.study_spec import load_study  # noqa: E402
 
 FLOAT = ROOT / "studies/results/resnet20_cifar10/checkpoints/float.pt"
-CKS = Path(__file__).resolve().parent / "checkpoints"
-TRAINED = {"gsinv-l0.01 (max init)":
-           ROOT / "studies/results/resnet20_cifar10/checkpoints/wcat_bfn.pt",
-           **{n: CKS / f"{n}.pt" for n in ("init4-ber_mse", "gs1-l0.0005", "gs1-l0.001",
-                                           "gs1-l0.01", "gsinv-l0.0005", "gsinv-l0.001",
-                                           "init8-max", "init8-mse", "init8-ber_mse")}}
+STUDY = ROOT / "studies/resnet20_ablation.yaml"
+
+
+def trained() -> dict[str, Path]:
+    """{'row (init ...)': checkpoint} for the study's rows, in its order."""
+    study = load_study(STUDY)
+    return {f"{m.name} (init {m.params.get('init', 'max')})": ROOT / checkpoint_path(study, m)
+            for m in study.methods}
 
 
 def main() -> None:
     torch.set_num_threads(1)
     weights = {k[:-len(".weight")]: w for k, w in read_checkpoint(FLOAT)["model_state"].items()
                if k.endswith(".weight") and w.dim() in (2, 4)}
-    cks = {name: read_checkpoint(p) for name, p in TRAINED.items() if p.exists()}
+    cks = {name: read_checkpoint(p) for name, p in trained().items() if p.exists()}
     for bits in sorted({ck["config"]["quantizer"]["bits"] for ck in cks.values()}):
         table(weights, bits, {n: ck for n, ck in cks.items()
                               if ck["config"]["quantizer"]["bits"] == bits})
