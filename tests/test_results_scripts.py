@@ -121,7 +121,8 @@ def test_ablation_table_is_what_its_script_makes_of_the_committed_results(capsys
     mod.main()
     out = capsys.readouterr().out
     assert out.rstrip("\n") == (here / "table.md").read_text().rstrip("\n")
-    assert "| 1/√N | 56.86 ± 3.75 (86.81) | 59.20 ± 4.10 (87.30) | 81.24 ± 0.89 (87.02) |" in out
+    assert "| 1/√N | 56.86 ± 3.75 (86.81) | 59.20 ± 4.10 (87.30) | " \
+        "81.24 ± 0.89 (87.02) |" in out
     assert "| gs1-l0.01 | 4 | 87.04 | 85.92 ± 0.35 (10) | 64.52 ± 6.92 (20) (±3.24) | 22.52 " \
         "| 0.46 | fp32 | 3.60 | 0.255 |" in out
     one = {"gs1-l0.0005": {"0.01": {"mean": 0.5, "ci95": 0.01, "clean": 0.9}}}
