@@ -2,10 +2,10 @@
 # Issue 21's ResNet-20 ablations on a lent GPU machine: studies/resnet20_ablation.yaml (the
 # WCAT paper's Table 1 grad scale x lambda grid, Fig. 6 STE / PWL / MAD, Table 2 8-bit range
 # init) with --device cuda, float32 like the committed CPU runs (GPU_AUTOCAST = None). Rows
-# whose results are committed are skipped; left (session 23): est-mad and init8-mse, two
-# fine-tunings of 10 epochs (~20-26 s/epoch on an H200) plus coarse sweeps and the fixed-BER
-# points, so it resumes: run it again (same OUTDIR or not) and every finished checkpoint /
-# point is skipped. --only lists every method so that the report (plotly) waits
+# whose results are committed are skipped; left (session 23): init8-mse's fine-tuning of 10
+# epochs (~20-26 s/epoch on an H200; est-mad's is committed), both rows' coarse sweeps and
+# fixed-BER points, so it resumes: run it again (same OUTDIR or not) and every finished
+# checkpoint / point is skipped. --only lists every method so that the report (plotly) waits
 # for a CPU machine: afterwards `hwsim study studies/resnet20_ablation.yaml` there draws it.
 # Energies come from the committed cache arch/cache/energy.json (4- and 8-bit ResNet-20).
 # Needs python3 with torch, numpy, scipy, pandas, pyyaml, tqdm, pillow and the CIFAR-10 copy,
