@@ -2,10 +2,10 @@
 
 The Python API is hwsim/api.py (docs/api.md): `from hwsim import api as hw`, then
 hw.quantize, hw.regularizer, hw.after_step, hw.param_groups, hw.accuracy, hw.evaluate,
-hw.compare, hw.precision, hw.layer_sensitivity, hw.energy, hw.sweep, hw.pareto. The names
-that do not collide with a submodule are also re-exported here (`hwsim.quantize`,
-`hwsim.evaluate`, ...); `hwsim.sweep`, `hwsim.energy` and `hwsim.pareto` stay the modules of
-those names. The network side is `hwsim.models`. All imported on first use, so `hwsim --help`
+hw.compare, hw.precision, hw.layer_sensitivity, hw.layer_noise, hw.noise_summary, hw.energy,
+hw.sweep, hw.pareto. The names that do not collide with a submodule are also re-exported here
+(`hwsim.quantize`, `hwsim.evaluate`, ...); `hwsim.sweep`, `hwsim.energy` and `hwsim.pareto`
+stay the modules of those names. The network side is `hwsim.models`. All imported on first use, so `hwsim --help`
 stays fast.
 """
 import os as _os
@@ -22,7 +22,7 @@ if (not _os.path.isdir(_os.path.join(__path__[0], "models"))
 
 # hwsim.api's functions re-exported lazily (sweep, energy, pareto are submodules' names)
 API = ("quantize", "regularizer", "after_step", "param_groups", "evaluate", "compare",
-       "precision", "accuracy", "layer_sensitivity", "layer_noise", "ConfigError")
+       "precision", "accuracy", "layer_sensitivity", "layer_noise", "noise_summary", "ConfigError")
 
 
 def __getattr__(name):

@@ -47,7 +47,7 @@ from .workload import extract_layers
 
 __all__ = ["quantize", "regularizer", "after_step", "param_groups", "evaluate", "compare",
            "accuracy", "energy", "sweep", "pareto", "layer_sensitivity", "layer_noise",
-           "ConfigError"]
+           "noise_summary", "ConfigError"]
 
 
 # --------------------------------------------------------------------------- quantize, train
@@ -192,6 +192,16 @@ def layer_noise(model: nn.Module, ber: float = 1e-2) -> pd.DataFrame:
                      "range_over_rms": a / power ** 0.5 if power else math.inf,
                      "range_over_std": a / float(layer.weight.detach().double().std())})
     return pd.DataFrame(rows)
+
+
+def noise_summary(model: nn.Module, ber: float = 1e-2) -> dict[str, float]:
+    """One network's layer_noise in three numbers: `range_over_rms` and `range_over_std`
+    (medians over layers) and `nsr` (the layers' noise-to-signal ratios weighted by their
+    number of weights)."""
+    t = layer_noise(model, ber)
+    return {"range_over_rms": float(t.range_over_rms.median()),
+            "range_over_std": float(t.range_over_std.median()),
+            "nsr": float((t.nsr * t.weights).sum() / t.weights.sum())}
 
 
 # --------------------------------------------------------------------------- energy

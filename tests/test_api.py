@@ -234,6 +234,12 @@ def test_layer_noise_matches_flipping_the_stored_bits():
         # the docstring's identity: at 4 bits 85/49 = 1.73 ber per (range/RMS)^2, at 8 1.35
         assert row.nsr == pytest.approx(
             ber * row.range_over_rms ** 2 * (4 ** row.bits - 1) / (3 * q ** 2))
+    # noise_summary: the medians of the ratios, the NSRs weighted by the layers' sizes (32*64
+    # and 10*32 weights)
+    summary = hwsim.noise_summary(net, ber)
+    assert summary["nsr"] == pytest.approx((2048 * t.nsr[0] + 320 * t.nsr[1]) / 2368)
+    assert summary["range_over_rms"] == pytest.approx(t.range_over_rms.mean())
+    assert summary["range_over_std"] == pytest.approx(t.range_over_std.mean())
 
 
 def test_pareto_accepts_a_hand_made_csv(capsys, tmp_path):

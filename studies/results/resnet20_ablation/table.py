@@ -4,7 +4,7 @@ bit error rates) and results.csv (the voltage sweep): clean accuracy, accuracy a
 1%), the drop at 1%, V_min as the study reports compute it (hwsim.pareto: the
 lowest-energy swept voltage whose mean stays within 1 point of clean), the precision the
 fixed-BER points were computed in (`-`: not recorded, rows run before it was), and from each
-row's checkpoint (hwsim.api.layer_noise) the median over layers of the range over the stored
+row's checkpoint (hwsim.api.noise_summary) the median over layers of the range over the stored
 weights' RMS and the weight-weighted noise-to-signal ratio of BER 1%. Reads result files and
 checkpoints only. Then Table 1's layout: the rows gs{1,inv}-l{lambda} as a grid of grad scale x
 lambda, accuracy at BER 1% (clean in brackets), `-` where a row is not run yet.
@@ -17,7 +17,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[2]))
-from hwsim.api import layer_noise  # noqa: E402
+from hwsim.api import noise_summary  # noqa: E402
 from hwsim.models.checkpoint import load_checkpoint  # noqa: E402
 from hwsim.pareto import lowest_energy_within  # noqa: E402
 from hwsim.study import checkpoint_path  # noqa: E402
@@ -36,10 +36,9 @@ def fmt(p: dict) -> str:
 
 
 def noise(path: Path) -> str:
-    """'range/RMS median | NSR' cells of a checkpoint (hwsim.api.layer_noise at BER 1%)."""
-    t = layer_noise(load_checkpoint(path)[0], 0.01)
-    nsr = (t.nsr * t.weights).sum() / t.weights.sum()
-    return f"{t.range_over_rms.median():.2f} | {nsr:.3f}"
+    """'range/RMS median | NSR' cells of a checkpoint (hwsim.api.noise_summary at BER 1%)."""
+    s = noise_summary(load_checkpoint(path)[0], 0.01)
+    return f"{s['range_over_rms']:.2f} | {s['nsr']:.3f}"
 
 
 def main() -> None:

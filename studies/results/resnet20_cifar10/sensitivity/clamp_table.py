@@ -1,6 +1,6 @@
 """The clamp probe's table (clamp.sh's results): the two paired comparisons at BER 1% and each
 checkpoint's median range over the stored weights' RMS and weight-weighted noise-to-signal
-ratio of BER 1% (hwsim.api.layer_noise). Reads result files and checkpoints only.
+ratio of BER 1% (hwsim.api.noise_summary). Reads result files and checkpoints only.
     .venv/bin/python studies/results/resnet20_cifar10/sensitivity/clamp_table.py > clamp.md"""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[3]
 sys.path.insert(0, str(ROOT))
-from hwsim.api import layer_noise  # noqa: E402
+from hwsim.api import noise_summary  # noqa: E402
 from hwsim.models.checkpoint import load_checkpoint  # noqa: E402
 
 PAIRS = ("plclip_bfn", "wcat_bfn")  # A of each pair; B is the clamped WCAT+BFN
@@ -39,10 +39,9 @@ def main() -> str:
               "NSR at BER 1% (weight-weighted) | range / std of the float weights (median) |",
               "|---|---|---|---|"]
     for name, path in paths.items():
-        t = layer_noise(load_checkpoint(ROOT / path)[0], 0.01)
-        nsr = (t.nsr * t.weights).sum() / t.weights.sum()
-        lines.append(f"| {name} | {t.range_over_rms.median():.2f} | {nsr:.3f} | "
-                     f"{t.range_over_std.median():.2f} |")
+        s = noise_summary(load_checkpoint(ROOT / path)[0], 0.01)
+        lines.append(f"| {name} | {s['range_over_rms']:.2f} | {s['nsr']:.3f} | "
+                     f"{s['range_over_std']:.2f} |")
     return "\n".join(lines)
 
 
