@@ -8,6 +8,8 @@
 # checkpoint / point is skipped. --only lists every method so that the report (plotly) waits
 # for a CPU machine: afterwards `hwsim study studies/resnet20_ablation.yaml` there draws it.
 # Energies come from the committed cache arch/cache/energy.json (4- and 8-bit ResNet-20).
+# STUDY=studies/resnet20_8bit.yaml runs Fig. 2 on ResNet-20 the same way (default: the
+# ablation; any study file whose report can wait for a CPU machine).
 # Needs python3 with torch, numpy, scipy, pandas, pyyaml, tqdm, pillow and the CIFAR-10 copy,
 # carried as runs/gpu/cifar10-jpeg.tar.gz.
 #     LIMIT=SECONDS bash benchmarks/gpu_ablation.sh OUTDIR
@@ -15,16 +17,18 @@ set -u
 cd "$(dirname "$0")/.."
 OUT=${1:-${OUT:-/tmp/gpu_out}}
 LIMIT=${LIMIT:-540}        # the study is stopped by then (seconds from the start); it resumes
+STUDY=${STUDY:-studies/resnet20_ablation.yaml}
+RESULTS=studies/results/$(basename "$STUDY" .yaml)
 source benchmarks/gpu_lib.sh
 command -v nvidia-smi >/dev/null && nvidia-smi -L
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 METHODS=$(python3 -c "from hwsim.study_spec import load_study
-print(','.join(m.name for m in load_study('studies/resnet20_ablation.yaml').methods))")
-( hw study studies/resnet20_ablation.yaml --only "$METHODS" --device "$DEV" --no-progress
+print(','.join(m.name for m in load_study('$STUDY').methods))")
+( hw study "$STUDY" --only "$METHODS" --device "$DEV" --no-progress
 ) >"$OUT/ablation.log" 2>&1 &
 S=$!
-while kill -0 $S 2>/dev/null; do sleep 20; pack studies/results/resnet20_ablation; done
+while kill -0 $S 2>/dev/null; do sleep 20; pack "$RESULTS"; done
 wait
-pack studies/results/resnet20_ablation
+pack "$RESULTS"
 tail -n 40 "$OUT/ablation.log"
 echo "total $(( $(date +%s) - T0 )) s"

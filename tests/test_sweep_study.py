@@ -265,9 +265,10 @@ def test_every_shipped_study_parses(name):
     if name.endswith("_ablation"):  # issue 21: WCAT+BFN options only (tests/test_wcat_options)
         assert {m.quantizer for m in s.methods} == {"wcat"} and all(m.bfn for m in s.methods)
         return
-    if name == "digits_8bit":  # issue 21, Fig. 2: the quickstart at 8 bits, paper BFA protocol
+    if name.endswith("_8bit"):  # issue 21, Fig. 2: 8 methods at 8 bits, paper BFA protocol
         assert len(s.methods) == 8 and {m.bits for m in s.methods} == {8}
         assert (s.attacks.bfa_seeds, s.attacks.attack_batch) == (10, 64)
+        assert all((ROOT / m.checkpoint).is_file() for m in s.methods if m.checkpoint)
         return
     if name == "digits_adversarial":  # issue 21, App. E: K = 0 (given checkpoints), 2, 5, 10
         assert sorted(m.adv_flips for m in s.methods) == [0] * 3 + [2] * 3 + [5] * 3 + [10] * 3
