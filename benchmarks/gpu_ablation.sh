@@ -2,11 +2,10 @@
 # Issue 21's ResNet-20 ablations on a lent GPU machine: studies/resnet20_ablation.yaml (the
 # WCAT paper's Table 1 grad scale x lambda grid, Fig. 6 STE / PWL / MAD, Table 2 8-bit range
 # init) with --device cuda, float32 like the committed CPU runs (GPU_AUTOCAST = None). Rows
-# whose results are committed are skipped; left (session 23): init8-mse's fine-tuning of 10
-# epochs (~20-26 s/epoch on an H200; est-mad's is committed), both rows' coarse sweeps and
-# fixed-BER points, so it resumes: run it again (same OUTDIR or not) and every finished
-# checkpoint / point is skipped. --only lists every method so that the report (plotly) waits
-# for a CPU machine: afterwards `hwsim study studies/resnet20_ablation.yaml` there draws it.
+# whose results are committed are skipped (all 13 are, session 24: run it to redo rows, e.g.
+# after deleting their points, or with STUDY= below); it resumes: run it again (same OUTDIR or
+# not) and every finished checkpoint / point is skipped. --only lists every method so that the
+# report (plotly) waits for a CPU machine: afterwards `hwsim study STUDY` there draws it.
 # Energies come from the committed cache arch/cache/energy.json (4- and 8-bit ResNet-20).
 # STUDY=studies/resnet20_8bit.yaml runs Fig. 2 on ResNet-20 the same way (default: the
 # ablation; any study file whose report can wait for a CPU machine).

@@ -40,6 +40,29 @@ def checkpoint_path(study: Study, m: Method) -> Path:
     return Path(m.checkpoint) if m.checkpoint else study.out_dir / "checkpoints" / f"{_slug(m.name)}.pt"
 
 
+def check_reused(study: Study, m: Method, ckpt: dict) -> None:
+    """A method's `checkpoint:` must hold that method: same quantizer, bits, per-layer bits,
+    bit-flip noise (weights, activations) and adversarial training, or its results would go
+    out under the wrong name. Its other params are not compared (a checkpoint records only
+    those given when it was trained, not the defaults)."""
+    cfg = ckpt["config"]
+    q = cfg.get("quantizer") or {}
+    fields = {"quantizer": (m.quantizer, q.get("name", "float")),
+              "layer_bits": (dict(m.layer_bits or {}), dict(q.get("layer_bits") or {})),
+              "bfn": (m.bfn, q.get("bfn_rate", 0) > 0),
+              "act_bfn": (m.act_bfn, q.get("act_bfn_rate", 0) > 0),
+              "adv_flips": (m.adv_flips, (cfg.get("train") or {}).get("adv_flips", 0))}
+    if q:
+        fields["bits"] = (m.bits, q.get("bits"))
+    bad = [f"{k} {want!r} (checkpoint: {got!r})" for k, (want, got) in fields.items()
+           if want != got]
+    if bad:
+        raise ConfigError(f"{study.file}: method {m.name!r}: checkpoint {m.checkpoint!r} "
+                          f"does not hold this method: {'; '.join(bad)}; make the method's "
+                          "fields match what the checkpoint was trained with, or point it at "
+                          "the right checkpoint")
+
+
 def train_config(study: Study, m: Method) -> TrainConfig:
     t = study.training
     return TrainConfig(model=study.network, data=study.data, data_root=study.data_root,
@@ -207,7 +230,7 @@ def _run_study(study: Study, progress, log, only, executor) -> pd.DataFrame | No
     for m in study.methods:
         path = checkpoint_path(study, m)
         if m.checkpoint:
-            read_checkpoint(path)  # must exist and be valid
+            check_reused(study, m, read_checkpoint(path))  # must exist, be valid and match
             continue
         cfg = train_config(study, m)
         if _trained(path, cfg):

@@ -307,6 +307,24 @@ def test_study_only_runs_the_named_methods_and_leaves_the_report(no_mapper, tmp_
     assert not (out / "checkpoints/normal.pt").exists() and not (out / "summary.md").exists()
 
 
+def test_a_reused_checkpoint_must_hold_its_method(no_mapper, trained, tmp_path):
+    """A method pointing at another method's checkpoint (here a 4-bit normal one named
+    wcat+bfn at 8 bits) is refused before anything runs, naming the fields that differ."""
+    f = tmp_path / "tiny.yaml"
+    f.write_text(STUDY.replace("ARCH", str(ROOT / "arch/eyeriss_sram.yaml"))
+                 .replace("OUT", str(tmp_path / "out"))
+                 .replace("{quantizer: wcat, bits: 4, bfn: true}",
+                          f"{{quantizer: wcat, bits: 8, bfn: true, checkpoint: {trained('normal')}}}"))
+    with pytest.raises(ConfigError) as e:
+        run_study(load_study(f), progress=False, log=lambda s: None, only=["wcat+bfn"])
+    assert str(e.value) == (
+        f"{f}: method 'wcat+bfn': checkpoint {str(trained('normal'))!r} does not hold this "
+        "method: quantizer 'wcat' (checkpoint: 'normal'); bfn True (checkpoint: False); bits 8 "
+        "(checkpoint: 4); make the method's fields match what the checkpoint was trained with, "
+        "or point it at the right checkpoint")
+    assert not (tmp_path / "out" / "results.csv").exists()
+
+
 def test_status_reports_the_baseline_fine_tuning_waits_for(trained, tmp_path):
     import torch
     from hwsim.study_status import baseline_status
