@@ -5,8 +5,8 @@ hw.quantize, hw.regularizer, hw.after_step, hw.param_groups, hw.accuracy, hw.eva
 hw.compare, hw.precision, hw.layer_sensitivity, hw.layer_noise, hw.noise_summary, hw.energy,
 hw.sweep, hw.pareto. The names that do not collide with a submodule are also re-exported here
 (`hwsim.quantize`, `hwsim.evaluate`, ...); `hwsim.sweep`, `hwsim.energy` and `hwsim.pareto`
-stay the modules of those names. The network side is `hwsim.models`. All imported on first use, so `hwsim --help`
-stays fast.
+stay the modules of those names. The network side is `hwsim.models`. All imported on first
+use, so `hwsim --help` stays fast.
 """
 import os as _os
 
@@ -22,7 +22,8 @@ if (not _os.path.isdir(_os.path.join(__path__[0], "models"))
 
 # hwsim.api's functions re-exported lazily (sweep, energy, pareto are submodules' names)
 API = ("quantize", "regularizer", "after_step", "param_groups", "evaluate", "compare",
-       "precision", "accuracy", "layer_sensitivity", "layer_noise", "noise_summary", "ConfigError")
+       "precision", "accuracy", "layer_sensitivity", "layer_noise", "noise_summary",
+       "ConfigError")
 
 
 def __getattr__(name):

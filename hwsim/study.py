@@ -209,6 +209,9 @@ def _run_study(study: Study, progress, log, only, executor) -> pd.DataFrame | No
         from .accelerators import run_cross_study
         return run_cross_study(study, progress=progress, log=log)
     full, study = study, select_methods(study, only)
+    for m in study.methods:  # reused checkpoints must exist, be valid and hold their method
+        if m.checkpoint:
+            check_reused(study, m, read_checkpoint(checkpoint_path(study, m)))
     if executor is None:  # with Ray the nodes, not this machine, need the device
         resolve_device(study.device)  # e.g. cuda without a GPU: one error line before any work
     out = study.out_dir
@@ -229,8 +232,7 @@ def _run_study(study: Study, progress, log, only, executor) -> pd.DataFrame | No
     # 1. train what is missing (resumes a half-trained checkpoint)
     for m in study.methods:
         path = checkpoint_path(study, m)
-        if m.checkpoint:
-            check_reused(study, m, read_checkpoint(path))  # must exist, be valid and match
+        if m.checkpoint:  # checked above
             continue
         cfg = train_config(study, m)
         if _trained(path, cfg):

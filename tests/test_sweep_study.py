@@ -311,10 +311,10 @@ def test_a_reused_checkpoint_must_hold_its_method(no_mapper, trained, tmp_path):
     """A method pointing at another method's checkpoint (here a 4-bit normal one named
     wcat+bfn at 8 bits) is refused before anything runs, naming the fields that differ."""
     f = tmp_path / "tiny.yaml"
+    reused = f"{{quantizer: wcat, bits: 8, bfn: true, checkpoint: {trained('normal')}}}"
     f.write_text(STUDY.replace("ARCH", str(ROOT / "arch/eyeriss_sram.yaml"))
                  .replace("OUT", str(tmp_path / "out"))
-                 .replace("{quantizer: wcat, bits: 4, bfn: true}",
-                          f"{{quantizer: wcat, bits: 8, bfn: true, checkpoint: {trained('normal')}}}"))
+                 .replace("{quantizer: wcat, bits: 4, bfn: true}", reused))
     with pytest.raises(ConfigError) as e:
         run_study(load_study(f), progress=False, log=lambda s: None, only=["wcat+bfn"])
     assert str(e.value) == (
@@ -322,7 +322,7 @@ def test_a_reused_checkpoint_must_hold_its_method(no_mapper, trained, tmp_path):
         "method: quantizer 'wcat' (checkpoint: 'normal'); bfn True (checkpoint: False); bits 8 "
         "(checkpoint: 4); make the method's fields match what the checkpoint was trained with, "
         "or point it at the right checkpoint")
-    assert not (tmp_path / "out" / "results.csv").exists()
+    assert not (tmp_path / "out").exists()  # refused before anything is written
 
 
 def test_status_reports_the_baseline_fine_tuning_waits_for(trained, tmp_path):
