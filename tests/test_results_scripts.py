@@ -128,3 +128,14 @@ def test_ablation_table_is_what_its_script_makes_of_the_committed_results(capsys
     one = {"gs1-l0.0005": {"0.01": {"mean": 0.5, "ci95": 0.01, "clean": 0.9}}}
     assert mod.grid(one).splitlines()[2:] == ["| 1 | 50.00 ± 1.00 (90.00) | - | - |",
                                               "| 1/√N | - | - | - |"]
+
+
+def test_8bit_bfa_comparisons_are_what_their_script_makes_of_the_committed_attacks(capsys):
+    """resnet20_8bit/compare.md from attacks.json and the 4-bit protocol run's files: each
+    8-bit method against normal 8-bit and against itself at 4 bits (same seeds)."""
+    here = ROOT / "studies/results/resnet20_8bit"
+    _script("compare", here).main()
+    out = capsys.readouterr().out
+    assert out.rstrip("\n") == (here / "compare.md").read_text().rstrip("\n")
+    assert "does normal 8-bit raise N_flip over normal 4-bit: 11.9 +/- 4.8 -> 11.6 +/- 4.3 " \
+        "(10 vs 10 seeds)" in out

@@ -1,0 +1,35 @@
+"""BFA N_flip comparisons of this folder's attacks.json (stop < 11%) with each other and with
+the 4-bit checkpoints under the same protocol (../resnet20_bfa_protocol/, seeds 0-9, their
+count at < 11%): hwsim.models.attacks.compare_nflip, one-sided Mann-Whitney U and Welch t.
+Reads result files only.  Usage: python compare.py"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[2]))
+from hwsim.models.attacks import compare_nflip, comparison_line  # noqa: E402
+
+FOUR_BIT = HERE.parent / "resnet20_bfa_protocol"
+
+
+def main() -> None:
+    eight = json.loads((HERE / "attacks.json").read_text())
+    four = {m: json.loads((FOUR_BIT / f"{m.replace('+', '_')}.json").read_text())
+            for m in eight}
+    if "normal" in eight:
+        for m in eight:
+            if m != "normal":
+                print(comparison_line(compare_nflip(eight["normal"]["n_flips"],
+                                                    eight[m]["n_flips"],
+                                                    "normal 8-bit", f"{m} 8-bit")))
+    for m, r in eight.items():
+        assert four[m]["seeds"] == r["seeds"], "4- and 8-bit attacks on different seeds"
+        print(comparison_line(compare_nflip(four[m]["n_flips_lt11"], r["n_flips"],
+                                            f"{m} 4-bit", f"{m} 8-bit")))
+
+
+if __name__ == "__main__":
+    main()
