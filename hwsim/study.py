@@ -42,9 +42,10 @@ def checkpoint_path(study: Study, m: Method) -> Path:
 
 def check_reused(study: Study, m: Method, ckpt: dict) -> None:
     """A method's `checkpoint:` must hold that method: same quantizer, bits, per-layer bits,
-    bit-flip noise (weights, activations) and adversarial training, or its results would go
-    out under the wrong name. Its other params are not compared (a checkpoint records only
-    those given when it was trained, not the defaults)."""
+    quantizer params (defaults filled in on both sides), bit-flip noise (weights,
+    activations) and adversarial training, or its results would go out under the wrong
+    name."""
+    from hwsim.models.quant import resolved_params
     cfg = ckpt["config"]
     q = cfg.get("quantizer") or {}
     fields = {"quantizer": (m.quantizer, q.get("name", "float")),
@@ -54,6 +55,9 @@ def check_reused(study: Study, m: Method, ckpt: dict) -> None:
               "adv_flips": (m.adv_flips, (cfg.get("train") or {}).get("adv_flips", 0))}
     if q:
         fields["bits"] = (m.bits, q.get("bits"))
+    if m.quantizer == q.get("name"):  # another quantizer's params mean nothing here
+        fields["params"] = (resolved_params(m.quantizer, m.params),
+                            resolved_params(q["name"], q.get("params")))
     bad = [f"{k} {want!r} (checkpoint: {got!r})" for k, (want, got) in fields.items()
            if want != got]
     if bad:

@@ -6,6 +6,7 @@ defines `range(w)` and, if its gradients differ from plain STE, `fake_quant(w)`.
 """
 from __future__ import annotations
 
+import inspect
 import math
 
 import numpy as np
@@ -317,6 +318,17 @@ def canonical_params(name: str | None, params: dict | None) -> dict:
         if key in params and params[key] == default:
             del params[key]
     return params
+
+
+def resolved_params(name: str | None, params: dict | None) -> dict:
+    """A quantizer's params with every default its class fills in (all but `bits`), so two
+    recipes that differ only in stating a default compare equal; {} for float or unknown."""
+    cls = QUANTIZERS.get(name) if name in QUANTIZERS else None
+    if cls is None:
+        return dict(params or {})
+    defaults = {k: p.default for k, p in inspect.signature(cls.__init__).parameters.items()
+                if k not in ("self", "bits") and p.default is not inspect.Parameter.empty}
+    return {**defaults, **(params or {})}
 
 
 def create_quantizer(name: str, bits: int = 4, **params) -> Quantizer:

@@ -9,10 +9,11 @@ import pytest
 
 import hwsim.sweep as sw
 from hwsim.energy import LayerResult, NetworkEnergy
-from hwsim.study import run_study
+from hwsim.study import check_reused, run_study
 from hwsim.study_spec import load_study
 from hwsim.workload import LayerShape
 from hwsim.models import load_checkpoint
+from hwsim.models.checkpoint import read_checkpoint
 from hwsim.models.errors import ConfigError
 from hwsim.models.estimate import estimate_accuracy
 from hwsim.models.evaluate import StoredWeights, evaluate_under_bit_errors
@@ -323,6 +324,22 @@ def test_a_reused_checkpoint_must_hold_its_method(no_mapper, trained, tmp_path):
         "(checkpoint: 4); make the method's fields match what the checkpoint was trained with, "
         "or point it at the right checkpoint")
     assert not (tmp_path / "out").exists()  # refused before anything is written
+    # params compare with the quantizer's defaults filled in: stating a default is the same
+    # method, another value is not
+    wcat = trained("wcat")
+    for params, ok in (("{weight_decay_a: 0.01, init: max}", True),
+                       ("{weight_decay_a: 0.001}", False)):
+        method = f"{{quantizer: wcat, bits: 4, params: {params}, checkpoint: {wcat}}}"
+        f.write_text(STUDY.replace("ARCH", str(ROOT / "arch/eyeriss_sram.yaml"))
+                     .replace("OUT", str(tmp_path / "out"))
+                     .replace("{quantizer: wcat, bits: 4, bfn: true}", method))
+        study = load_study(f)
+        if ok:
+            check_reused(study, study.methods[1], read_checkpoint(wcat))
+            continue
+        with pytest.raises(ConfigError, match=r"params \{.*'weight_decay_a': 0\.001.*\} "
+                                              r"\(checkpoint: \{.*'weight_decay_a': 0\.01"):
+            check_reused(study, study.methods[1], read_checkpoint(wcat))
 
 
 def test_status_reports_the_baseline_fine_tuning_waits_for(trained, tmp_path):
