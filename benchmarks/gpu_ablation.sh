@@ -17,12 +17,11 @@ cd "$(dirname "$0")/.."
 OUT=${1:-${OUT:-/tmp/gpu_out}}
 LIMIT=${LIMIT:-540}        # the study is stopped by then (seconds from the start); it resumes
 STUDY=${STUDY:-studies/resnet20_ablation.yaml}
-RESULTS=studies/results/$(basename "$STUDY" .yaml)
 source benchmarks/gpu_lib.sh
 command -v nvidia-smi >/dev/null && nvidia-smi -L
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
-METHODS=$(python3 -c "from hwsim.study_spec import load_study
-print(','.join(m.name for m in load_study('$STUDY').methods))")
+{ read -r METHODS; read -r RESULTS; } < <(python3 -c "from hwsim.study_spec import load_study
+s = load_study('$STUDY'); print(','.join(m.name for m in s.methods), s.out_dir, sep='\n')")
 ( hw study "$STUDY" --only "$METHODS" --device "$DEV" --no-progress
 ) >"$OUT/ablation.log" 2>&1 &
 S=$!
