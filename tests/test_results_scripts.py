@@ -139,3 +139,17 @@ def test_8bit_bfa_comparisons_are_what_their_script_makes_of_the_committed_attac
     assert out.rstrip("\n") == (here / "compare.md").read_text().rstrip("\n")
     assert "does normal 8-bit raise N_flip over normal 4-bit: 11.9 +/- 4.8 -> 11.6 +/- 4.3 " \
         "(10 vs 10 seeds)" in out
+
+
+def test_8bit_table_is_what_its_script_makes_of_the_committed_results(capsys):
+    """resnet20_8bit/table.md (the README's table) from the committed results of both widths:
+    each 8-bit row run so far, then the same methods at 4 bits with V_min read on the 8-bit
+    study's 0.04 V grid (normal+bfn 4-bit: 0.44 V on its own 0.02 V grid, 0.46 V on this)."""
+    here = ROOT / "studies/results/resnet20_8bit"
+    _script("table", here).main()
+    out = capsys.readouterr().out
+    assert out.rstrip("\n") == (here / "table.md").read_text().rstrip("\n")
+    assert "| normal | 8 | 87.79 | 82.93 ± 2.71 (20) | 25.44 ± 7.99 (20) (±3.74) | 62.35 | 0.46 " \
+        "| 12.07 | 0.425 | 11.6 ± 4.3 |" in out
+    assert "| *normal+bfn, 4-bit* | 4 | 86.66 | 84.79 ± 0.78 (10) | 49.57 ± 9.76 (20) (±4.57) " \
+        "| 37.09 | 0.46 | 20.79 | 0.497 | 17.3 ± 4.8 |" in out
