@@ -149,6 +149,7 @@ def test_8bit_table_is_what_its_script_makes_of_the_committed_results(capsys):
     _script("table", here).main()
     out = capsys.readouterr().out
     assert out.rstrip("\n") == (here / "table.md").read_text().rstrip("\n")
+    assert out.rstrip("\n") in (here / "README.md").read_text()  # the README shows this table
     assert "| normal | 8 | 87.79 | 82.93 ± 2.71 (20) | 25.44 ± 7.99 (20) (±3.74) | 62.35 | 0.46 " \
         "| 12.07 | 0.425 | 11.6 ± 4.3 |" in out
     assert "| *normal+bfn, 4-bit* | 4 | 86.66 | 84.79 ± 0.78 (10) | 49.57 ± 9.76 (20) (±4.57) " \

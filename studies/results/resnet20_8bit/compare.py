@@ -1,6 +1,7 @@
-"""BFA N_flip comparisons of this folder's attacks.json (stop < 11%) with each other and with
-the 4-bit checkpoints under the same protocol (../resnet20_bfa_protocol/, seeds 0-9, their
-count at < 11%): hwsim.models.attacks.compare_nflip, one-sided Mann-Whitney U and Welch t.
+"""BFA N_flip comparisons of this folder's attacks.json (stop < 11%): each method against normal,
+WCAT+BFN against each other method but normal, and each method against itself at 4 bits (the
+4-bit checkpoints under the same protocol: ../resnet20_bfa_protocol/, seeds 0-9, their count
+at < 11%). hwsim.models.attacks.compare_nflip: one-sided Mann-Whitney U and Welch t.
 Reads result files only.  Usage: python compare.py"""
 from __future__ import annotations
 
@@ -25,6 +26,12 @@ def main() -> None:
                 print(comparison_line(compare_nflip(eight["normal"]["n_flips"],
                                                     eight[m]["n_flips"],
                                                     "normal 8-bit", f"{m} 8-bit")))
+    if "wcat+bfn" in eight:  # the paper's method against each other quantizer
+        for m in eight:
+            if m not in ("normal", "wcat+bfn"):
+                print(comparison_line(compare_nflip(eight[m]["n_flips"],
+                                                    eight["wcat+bfn"]["n_flips"],
+                                                    f"{m} 8-bit", "wcat+bfn 8-bit")))
     for m, r in eight.items():
         assert four[m]["seeds"] == r["seeds"], "4- and 8-bit attacks on different seeds"
         print(comparison_line(compare_nflip(four[m]["n_flips_lt11"], r["n_flips"],
