@@ -20,18 +20,12 @@ def main() -> None:
     eight = json.loads((HERE / "attacks.json").read_text())
     four = {m: json.loads((FOUR_BIT / f"{m.replace('+', '_')}.json").read_text())
             for m in eight}
-    if "normal" in eight:
-        for m in eight:
-            if m != "normal":
-                print(comparison_line(compare_nflip(eight["normal"]["n_flips"],
-                                                    eight[m]["n_flips"],
-                                                    "normal 8-bit", f"{m} 8-bit")))
+    pairs = [("normal", m) for m in eight if m != "normal"] if "normal" in eight else []
     if "wcat+bfn" in eight:  # the paper's method against each other quantizer
-        for m in eight:
-            if m not in ("normal", "wcat+bfn"):
-                print(comparison_line(compare_nflip(eight[m]["n_flips"],
-                                                    eight["wcat+bfn"]["n_flips"],
-                                                    f"{m} 8-bit", "wcat+bfn 8-bit")))
+        pairs += [(m, "wcat+bfn") for m in eight if m not in ("normal", "wcat+bfn")]
+    for a, b in pairs:
+        print(comparison_line(compare_nflip(eight[a]["n_flips"], eight[b]["n_flips"],
+                                            f"{a} 8-bit", f"{b} 8-bit")))
     for m, r in eight.items():
         assert four[m]["seeds"] == r["seeds"], "4- and 8-bit attacks on different seeds"
         print(comparison_line(compare_nflip(four[m]["n_flips_lt11"], r["n_flips"],

@@ -26,7 +26,7 @@ from hwsim.models.checkpoint import load_checkpoint  # noqa: E402
 from hwsim.pareto import lowest_energy_within  # noqa: E402
 from hwsim.study import checkpoint_path  # noqa: E402
 from hwsim.study_spec import load_study  # noqa: E402
-from hwsim.sweep import read_rows  # noqa: E402
+from hwsim.sweep import read_rows, voltage_grid  # noqa: E402
 
 FOUR = HERE.parent / "resnet20_cifar10"
 PROTOCOL = HERE.parent / "resnet20_bfa_protocol"
@@ -38,14 +38,15 @@ def fmt(p: dict) -> str:
     return f"{100 * p['mean']:.2f} ± {100 * p['std']:.2f} ({p['realizations']})"
 
 
-def rows(study_file: Path, folder: Path, grid: np.ndarray, n_flips, italic: str = "") -> list:
-    """One Markdown row per method of `study_file` with fixed-BER points in `folder`."""
+def rows(study_file: Path, folder: Path, grid: list, n_flips, italic: bool = False) -> dict:
+    """{method: Markdown row} for the methods of `study_file` with fixed-BER points in
+    `folder`, in the study's order."""
     study = load_study(study_file)
     at_ber = json.loads((folder / "at_ber.json").read_text())
     sweep = read_rows(folder / "results.csv")
     sweep = sweep[np.isclose(sweep["voltage"].to_numpy()[:, None], grid).any(axis=1)]
     v_min = lowest_energy_within(sweep).set_index("method")["v_min_V"]
-    out = []
+    out = {}
     for m in study.methods:
         if "0.01" not in at_ber.get(m.name, {}):  # not run yet (or still running)
             continue
@@ -55,31 +56,28 @@ def rows(study_file: Path, folder: Path, grid: np.ndarray, n_flips, italic: str 
         nsr = noise_summary(load_checkpoint(ROOT / checkpoint_path(study, m))[0], 0.01)["nsr"]
         flips = n_flips(m.name)
         name = f"*{m.name}, {m.bits}-bit*" if italic else m.name
-        out.append(f"| {name} | {m.bits} | {100 * hi['clean']:.2f} | {fmt(lo)} | {fmt(hi)} "
-                   f"(±{100 * hi['ci95']:.2f}) | {100 * (hi['clean'] - hi['mean']):.2f} | "
-                   f"{v_min[m.name]:.2f} | {100 * low['acc_mean']:.2f} | {nsr:.3f} | "
-                   + (f"{np.mean(flips):.1f} ± {np.std(flips, ddof=1):.1f} |" if flips
-                      else "- |"))
+        out[m.name] = (
+            f"| {name} | {m.bits} | {100 * hi['clean']:.2f} | {fmt(lo)} | {fmt(hi)} "
+            f"(±{100 * hi['ci95']:.2f}) | {100 * (hi['clean'] - hi['mean']):.2f} | "
+            f"{v_min[m.name]:.2f} | {100 * low['acc_mean']:.2f} | {nsr:.3f} | "
+            + (f"{np.mean(flips):.1f} ± {np.std(flips, ddof=1):.1f} |" if flips else "- |"))
     return out
 
 
 def main() -> None:
     study_file = ROOT / "studies/resnet20_8bit.yaml"
-    s = load_study(study_file).voltages
-    grid = np.arange(s.min, s.max + s.step / 2, s.step)
+    v = load_study(study_file).voltages
+    grid = voltage_grid(v.min, v.max, v.step)  # the voltages the study swept
     attacks = json.loads((HERE / "attacks.json").read_text())
     eight = rows(study_file, HERE, grid,
                  lambda m: attacks[m]["n_flips"] if m in attacks else None)
-    order = [line.split(" | ")[0][2:] for line in eight]  # the 8-bit rows run so far
 
     def four_flips(m):
         return json.loads((PROTOCOL / f"{m.replace('+', '_')}.json").read_text())["n_flips_lt11"]
-    four = {r.split(" | ")[0][3:].rsplit(",", 1)[0]: r
-            for r in rows(ROOT / "studies/resnet20_cifar10.yaml", FOUR, grid, four_flips,
-                          italic="*")}
+    four = rows(ROOT / "studies/resnet20_cifar10.yaml", FOUR, grid, four_flips, italic=True)
     print(HEAD)
     print("|---|---|---|---|---|---|---|---|---|---|")
-    print("\n".join(eight + [four[m] for m in order]))
+    print("\n".join([*eight.values(), *(four[m] for m in eight)]))
 
 
 if __name__ == "__main__":
